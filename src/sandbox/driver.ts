@@ -1,0 +1,82 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The SandboxDriver seam: everything that starts an isolated process for an execution environment.
+ * Every driver passes test/sandbox/conformance.ts.
+ */
+
+/** A host directory made visible, read-only, inside the sandbox. */
+export interface Mount {
+  readonly host: string;
+  /** Absolute path inside the sandbox, e.g. /var/task, /var/runtime, /opt. */
+  readonly sandbox: string;
+}
+
+export interface SandboxLimits {
+  readonly memoryBytes: number;
+  /** Cap on processes/threads inside the environment. */
+  readonly pids: number;
+  /** Relative CPU weight (cgroup v1 cpu.shares semantics: 1024 = one full share). */
+  readonly cpuShares: number;
+  /** Size of the private writable /tmp. */
+  readonly tmpBytes: number;
+}
+
+export interface SandboxSpec {
+  /** Environment id; unique per environment, safe for file names ([a-z0-9-]). */
+  readonly id: string;
+  readonly mounts: readonly Mount[];
+  /** argv[0] and its arguments, with paths as seen inside the sandbox (see SandboxDriver.resolve). */
+  readonly argv: readonly string[];
+  /** The complete environment of the process: nothing is inherited from the host. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Working directory inside the sandbox. */
+  readonly cwd: string;
+  readonly limits: SandboxLimits;
+  /**
+   * Host path of the Unix socket serving this environment's Runtime API. Drivers with
+   * runtimeApiTransport 'unix' make it visible at RUNTIME_API_SOCKET inside the sandbox.
+   */
+  readonly runtimeApiSocket?: string;
+}
+
+/** Where the Runtime API socket appears inside an isolating sandbox. */
+export const RUNTIME_API_SOCKET = '/var/run/thaw/runtime-api.sock';
+
+export interface ExitInfo {
+  /** Exit code, or null when killed by a signal. */
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** True when the kernel's OOM killer (or the memory cgroup) ended the environment. */
+  readonly oomKilled: boolean;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  /** Host pid of the sandbox's outermost process. */
+  readonly pid: number;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Resolves once, when every process of the environment has exited. */
+  readonly exited: Promise<ExitInfo>;
+  /** Signal the environment's main process (SIGTERM for a graceful shutdown). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Peak memory use of the whole environment so far, in bytes. */
+  maxMemoryBytes(): number;
+  /** Kill everything still running and release host resources (cgroups, temporary directories). Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface SandboxDriver {
+  readonly name: 'namespaces' | 'process';
+  /** False for drivers that isolate nothing. */
+  readonly isolates: boolean;
+  /** How environments reach their Runtime API: a loopback TCP port on the host, or a Unix socket. */
+  readonly runtimeApiTransport: 'tcp' | 'unix';
+  /**
+   * Map a path as seen inside the sandbox to the path the process will really see. Isolating drivers
+   * return it unchanged; the plain process driver maps mount points back to their host directories.
+   */
+  resolve(sandboxPath: string, mounts: readonly Mount[]): string;
+  start(spec: SandboxSpec): Promise<Sandbox>;
+}
