@@ -35,9 +35,16 @@ export interface SandboxSpec {
   readonly limits: SandboxLimits;
   /**
    * Host path of the Unix socket serving this environment's Runtime API. Drivers with
-   * runtimeApiTransport 'unix' make it visible at RUNTIME_API_SOCKET inside the sandbox.
+   * runtimeApiTransport 'unix' make it visible at RUNTIME_API_SOCKET inside the sandbox (and make it
+   * connectable by the sandbox's unprivileged user: the namespaces driver chmods it 0666).
    */
   readonly runtimeApiSocket?: string;
+  /**
+   * Also serve the Runtime API on TCP 127.0.0.1:9001 inside the sandbox (forwarded to runtimeApiSocket),
+   * for runtimes that only speak TCP to AWS_LAMBDA_RUNTIME_API. argv starts once the port is listening.
+   * Only meaningful with runtimeApiTransport 'unix'; set AWS_LAMBDA_RUNTIME_API to 127.0.0.1:9001.
+   */
+  readonly runtimeApiTcp?: boolean;
 }
 
 /** Where the Runtime API socket appears inside an isolating sandbox. */
@@ -75,7 +82,10 @@ export interface SandboxDriver {
   readonly runtimeApiTransport: 'tcp' | 'unix';
   /**
    * Map a path as seen inside the sandbox to the path the process will really see. Isolating drivers
-   * return it unchanged; the plain process driver maps mount points back to their host directories.
+   * return it unchanged; the plain process driver maps mount points back to their host directories
+   * (longest mount prefix wins; other paths unchanged). start() applies this mapping itself to argv
+   * entries, cwd, and each ':'-separated element of env values, so specs are written with sandbox paths;
+   * call resolve() only for paths handed over some other way.
    */
   resolve(sandboxPath: string, mounts: readonly Mount[]): string;
   start(spec: SandboxSpec): Promise<Sandbox>;

@@ -9,6 +9,8 @@ export const ERRORS = {
   ResourceInUse: { type: 'ResourceInUseException', status: 400, kind: 'user' },
   PreconditionFailed: { type: 'PreconditionFailedException', status: 412, kind: 'user' },
   InvalidParameterValue: { type: 'InvalidParameterValueException', status: 400, kind: 'user' },
+  Validation: { type: 'ValidationException', status: 400, kind: 'user' },
+  ServiceUnavailable: { type: 'ServiceException', status: 503, kind: 'system' },
   InvalidRequestContent: { type: 'InvalidRequestContentException', status: 400, kind: 'user' },
   UnsupportedMediaType: { type: 'UnsupportedMediaTypeException', status: 415, kind: 'user' },
   RequestTooLarge: { type: 'RequestTooLargeException', status: 413, kind: 'user' },

@@ -1,0 +1,61 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from '../util/log.js';
+import type { Registry } from '../control/registry.js';
+import type { CodeStore } from '../control/code-store.js';
+import type { Invoker } from '../router/invoker.js';
+import type { Pool } from '../worker/pool.js';
+import type { LogStore } from '../logs/store.js';
+
+/** What every API handler may use. */
+export interface ApiContext {
+  readonly registry: Registry;
+  readonly code: CodeStore;
+  readonly invoker: Invoker;
+  readonly pool: Pool;
+  readonly logs: LogStore;
+  readonly region: string;
+  /** Secret for Thaw-signed download links (GetFunction's Code.Location). */
+  readonly linkSecret: Buffer;
+  readonly logger: Logger;
+  readonly limits: { readonly accountConcurrency: number };
+}
+
+export interface ApiRequest {
+  readonly method: string;
+  readonly url: URL;
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+  /** Base URL the client used to reach us (http://host:port). */
+  readonly origin: string;
+}
+
+export interface ApiResponse {
+  readonly status: number;
+  /** JSON body; or `raw` for bytes as they are. */
+  readonly json?: unknown;
+  readonly raw?: Buffer;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type Handler = (ctx: ApiContext, req: ApiRequest) => ApiResponse | Promise<ApiResponse>;
+
+export interface Route {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly keys: readonly string[];
+  readonly handler: Handler;
+  /** Largest accepted request body. */
+  readonly maxBody: number;
+  readonly operation: string;
+}
+
+/** A route from a path template like /2015-03-31/functions/{FunctionName}/aliases/{Name}. */
+export function route(method: string, template: string, operation: string, handler: Handler, maxBody = 1024 * 1024): Route {
+  const keys: string[] = [];
+  const source = template.replace(/\/$/, '').replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, k: string) => {
+    keys.push(k);
+    return '([^/]+)';
+  });
+  return { method, pattern: new RegExp(`^${source}/?$`), keys, handler, maxBody, operation };
+}

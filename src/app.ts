@@ -1,0 +1,124 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Logger } from './util/log.js';
+import { silentLogger } from './util/log.js';
+import { openDb, type Db } from './control/db.js';
+import { Registry } from './control/registry.js';
+import { CodeStore } from './control/code-store.js';
+import { LogStore } from './logs/store.js';
+import { Pool } from './worker/pool.js';
+import { Invoker } from './router/invoker.js';
+import { RuntimeApiServer } from './sandbox/runtime-api.js';
+import { selectDriver } from './sandbox/select.js';
+import { createApiServer } from './api/server.js';
+import { DEFAULT_REGION } from './control/arn.js';
+import type { Credentials } from './api/sigv4.js';
+
+export interface ThawOptions {
+  readonly port: number;
+  readonly host?: string;
+  readonly dataDir: string;
+  readonly credentials?: Credentials;
+  readonly driver?: 'namespaces' | 'process';
+  readonly keepAliveMs?: number;
+  readonly maxEnvironments?: number;
+  readonly maxMemoryBytes?: number;
+  readonly region?: string;
+  readonly logger?: Logger;
+}
+
+export interface Thaw {
+  readonly url: string;
+  readonly port: number;
+  readonly credentials: Credentials;
+  /** Where generated credentials were stored, when they were generated. */
+  readonly credentialsFile?: string;
+  readonly driverName: string;
+  close(): Promise<void>;
+}
+
+/** Credentials from the options, the environment, or a key pair generated once into the data directory (0600). */
+function loadCredentials(dataDir: string, given: Credentials | undefined): { creds: Credentials; file?: string } {
+  if (given !== undefined) return { creds: given };
+  const id = process.env.THAW_ACCESS_KEY_ID;
+  const secret = process.env.THAW_SECRET_ACCESS_KEY;
+  if (id !== undefined && id !== '' && secret !== undefined && secret !== '') return { creds: { accessKeyId: id, secretAccessKey: secret } };
+  const file = join(dataDir, 'credentials.json');
+  if (existsSync(file)) return { creds: JSON.parse(readFileSync(file, 'utf8')) as Credentials, file };
+  const creds: Credentials = {
+    accessKeyId: `AKIA${randomBytes(8).toString('hex').toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString('base64'),
+  };
+  writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  return { creds, file };
+}
+
+function setting(db: Db, key: string, make: () => string): string {
+  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
+  if (row !== undefined) return row.value;
+  const value = make();
+  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?)').run(key, value);
+  return value;
+}
+
+/** Start everything on one machine: state, worker pool, Runtime API, HTTP API. */
+export async function startThaw(o: ThawOptions): Promise<Thaw> {
+  const logger = o.logger ?? silentLogger;
+  const dataDir = resolve(o.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const { creds, file } = loadCredentials(dataDir, o.credentials);
+  const db = openDb(join(dataDir, 'thaw.db'));
+  const region = o.region ?? DEFAULT_REGION;
+  const registry = new Registry(db);
+  const code = new CodeStore(db, dataDir);
+  await code.collect(registry.referencedCode());
+  const logs = new LogStore(db);
+  const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
+  const rapi = new RuntimeApiServer({ logger });
+  const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
+  const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);
+  const pool = new Pool({
+    driver,
+    rapi,
+    logs,
+    codeDir: (sha) => code.dir(sha),
+    socketDir,
+    region,
+    logger,
+    keepAliveMs: o.keepAliveMs ?? 5 * 60 * 1000,
+    maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
+    maxMemoryBytes: memory,
+  });
+  registry.on('changed', (fn, version) => pool.retire(fn, version));
+  const invoker = new Invoker(registry, pool, region, logger);
+  const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
+  const server = createApiServer(
+    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) } },
+    (id) => (id === creds.accessKeyId ? creds : undefined),
+  );
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej);
+    server.listen(o.port, o.host ?? '127.0.0.1', () => res());
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${o.host ?? '127.0.0.1'}:${port}`,
+    port,
+    credentials: creds,
+    ...(file === undefined ? {} : { credentialsFile: file }),
+    driverName: driver.name,
+    close: () => (closing ??= (async () => {
+      invoker.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await pool.close();
+      await rapi.close();
+      db.close();
+      rmSync(socketDir, { recursive: true, force: true });
+    })()),
+  };
+}

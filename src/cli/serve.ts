@@ -1,0 +1,47 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { startThaw } from '../app.js';
+import { createLogger } from '../util/log.js';
+
+export function intOption(min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run Thaw on this machine: API on 127.0.0.1:PORT, state in DIR')
+    .requiredOption('--port <port>', 'TCP port of the API', intOption(0, 65535))
+    .requiredOption('--data <dir>', 'data directory (SQLite state, code, credentials)')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--driver <name>', 'sandbox driver: namespaces or process (default: namespaces when available)')
+    .option('--keep-alive <seconds>', 'how long idle environments are kept', intOption(1, 86400))
+    .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; logLevel: string }) => {
+      if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
+        throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
+      }
+      const logger = createLogger(o.logLevel);
+      const thaw = await startThaw({
+        port: o.port,
+        host: o.host,
+        dataDir: o.data,
+        logger,
+        ...(o.driver === undefined ? {} : { driver: o.driver }),
+        ...(o.keepAlive === undefined ? {} : { keepAliveMs: o.keepAlive * 1000 }),
+      });
+      if (thaw.credentialsFile !== undefined) {
+        process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);
+      }
+      process.stdout.write(`sandbox driver: ${thaw.driverName}\n`);
+      process.stdout.write(`thaw listening on ${thaw.url}\n`);
+      const stop = (): void => {
+        void thaw.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}

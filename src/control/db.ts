@@ -1,0 +1,100 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Db = Database.Database;
+
+/**
+ * Versioned migrations. Append only: a released migration is never edited; the schema version lives in
+ * SQLite's user_version so that an older data directory is brought forward on start.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE functions (
+    name          TEXT PRIMARY KEY,
+    created_at    INTEGER NOT NULL,
+    next_version  INTEGER NOT NULL DEFAULT 1,
+    tags          TEXT NOT NULL DEFAULT '{}'
+  ) STRICT;
+  CREATE TABLE versions (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    version       TEXT NOT NULL,
+    config        TEXT NOT NULL,
+    code_sha256   TEXT NOT NULL,
+    code_size     INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    state_reason  TEXT,
+    state_reason_code TEXT,
+    last_update_status TEXT NOT NULL,
+    last_update_reason TEXT,
+    last_update_reason_code TEXT,
+    revision_id   TEXT NOT NULL,
+    last_modified INTEGER NOT NULL,
+    PRIMARY KEY (function_name, version)
+  ) STRICT;
+  CREATE TABLE aliases (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    function_version TEXT NOT NULL,
+    description   TEXT NOT NULL DEFAULT '',
+    routing       TEXT,
+    revision_id   TEXT NOT NULL,
+    PRIMARY KEY (function_name, name)
+  ) STRICT;
+  CREATE TABLE function_urls (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    url_id        TEXT NOT NULL UNIQUE,
+    auth_type     TEXT NOT NULL,
+    cors          TEXT,
+    invoke_mode   TEXT NOT NULL DEFAULT 'BUFFERED',
+    created_at    INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+  ) STRICT;
+  CREATE TABLE code (
+    sha256        TEXT PRIMARY KEY,
+    size          INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE logs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    function_name TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    request_id    TEXT,
+    ts            INTEGER NOT NULL,
+    message       TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX logs_by_function ON logs(function_name, seq);
+  CREATE TABLE settings (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+  ) STRICT;
+  `,
+];
+
+export function openDb(file: string): Db {
+  mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`data directory schema version ${current} is newer than this Thaw (${MIGRATIONS.length})`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+export const schemaVersion = (): number => MIGRATIONS.length;

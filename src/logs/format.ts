@@ -1,0 +1,38 @@
+/** Lambda's platform log lines, exactly as CloudWatch shows them for a function in the Text log format. */
+
+export const startLine = (requestId: string, version: string): string =>
+  `START RequestId: ${requestId} Version: ${version}`;
+
+export const endLine = (requestId: string): string => `END RequestId: ${requestId}`;
+
+export interface ReportFields {
+  readonly requestId: string;
+  readonly durationMs: number;
+  readonly memorySizeMb: number;
+  readonly maxMemoryUsedMb: number;
+  readonly initDurationMs?: number;
+  readonly restoreDurationMs?: number;
+  readonly status?: 'timeout' | 'error';
+}
+
+export function reportLine(f: ReportFields): string {
+  let s = `REPORT RequestId: ${f.requestId}\tDuration: ${f.durationMs.toFixed(2)} ms\tBilled Duration: ${Math.max(1, Math.ceil(f.durationMs))} ms\tMemory Size: ${f.memorySizeMb} MB\tMax Memory Used: ${f.maxMemoryUsedMb} MB`;
+  if (f.initDurationMs !== undefined) s += `\tInit Duration: ${f.initDurationMs.toFixed(2)} ms`;
+  if (f.restoreDurationMs !== undefined) s += `\tRestore Duration: ${f.restoreDurationMs.toFixed(2)} ms`;
+  if (f.status === 'timeout') s += '\tStatus: timeout';
+  else if (f.status === 'error') s += '\tStatus: error';
+  return `${s}\t`;
+}
+
+export const initStartLine = (runtimeId: string, binaryVersion: string): string =>
+  `INIT_START Runtime Version: ${runtimeId.replace(/\.x$/, '')}.v${binaryVersion}\tRuntime Version ARN: arn:aws:lambda:us-east-1::runtime:thaw-${runtimeId}-${binaryVersion}`;
+
+/** The last `maxBytes` bytes of a log, cut at a character boundary, as LogType=Tail returns them (base64). */
+export function tail(text: string, maxBytes = 4096): string {
+  const buf = Buffer.from(text, 'utf8');
+  if (buf.length <= maxBytes) return buf.toString('base64');
+  let start = buf.length - maxBytes;
+  // Do not start in the middle of a UTF-8 sequence.
+  while (start < buf.length && ((buf[start] as number) & 0xc0) === 0x80) start++;
+  return buf.subarray(start).toString('base64');
+}

@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../util/log.js';
+import { ThawError } from '../util/errors.js';
+import type { Registry } from '../control/registry.js';
+import type { AliasRecord, VersionRecord } from '../control/model.js';
+import { functionArn } from '../control/arn.js';
+import type { Pool } from '../worker/pool.js';
+import type { LogEntry } from '../worker/environment.js';
+
+export const MAX_SYNC_PAYLOAD = 6 * 1024 * 1024;
+export const MAX_EVENT_PAYLOAD = 256 * 1024;
+
+export interface InvokeRequest {
+  readonly functionName: string;
+  readonly qualifier: string | undefined;
+  readonly payload: Buffer;
+  /** Client context as the caller sent it: base64 of a JSON object. */
+  readonly clientContextBase64?: string;
+}
+
+export interface InvokeResult {
+  readonly requestId: string;
+  readonly payload: Buffer;
+  readonly functionError?: 'Unhandled';
+  readonly executedVersion: string;
+  readonly log: readonly LogEntry[];
+  readonly cold: boolean;
+}
+
+/**
+ * The invoke path: resolve function and qualifier to a version (alias weights applied), check that the
+ * version can run, and hand the invocation to the worker pool. Event invocations go through a queue.
+ */
+export class Invoker {
+  private readonly queue: { req: InvokeRequest; requestId: string; attempt: number }[] = [];
+  private running = 0;
+  private closed = false;
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly pool: Pool,
+    private readonly region: string,
+    private readonly logger: Logger,
+    private readonly eventConcurrency = 4,
+  ) {}
+
+  /** Resolve a qualifier to the version that runs this invocation (weighted alias routing). */
+  pick(functionName: string, qualifier: string | undefined): { version: VersionRecord; alias?: AliasRecord } {
+    const r = this.registry.resolve(functionName, qualifier);
+    if (r.alias?.weights == null) return r;
+    let roll = Math.random();
+    for (const [v, w] of Object.entries(r.alias.weights)) {
+      if (roll < w) return { version: this.registry.mustVersion(functionName, v), alias: r.alias };
+      roll -= w;
+    }
+    return r;
+  }
+
+  /** Validate everything a synchronous or event invocation needs before it is accepted. */
+  check(req: InvokeRequest, maxPayload: number): { version: VersionRecord; clientContext?: string } {
+    if (req.payload.length > maxPayload) {
+      throw new ThawError('RequestTooLarge', `Request must be smaller than ${maxPayload} bytes for the InvokeFunction operation`);
+    }
+    if (req.payload.length > 0) {
+      try {
+        JSON.parse(req.payload.toString('utf8'));
+      } catch {
+        throw new ThawError('InvalidRequestContent', 'Could not parse request body into json: Could not parse payload into json: Unexpected character: was expecting a JSON value');
+      }
+    }
+    let clientContext: string | undefined;
+    if (req.clientContextBase64 !== undefined && req.clientContextBase64 !== '') {
+      if (req.clientContextBase64.length > 3583) throw new ThawError('InvalidParameterValue', 'Client context must be smaller than 3583 bytes.');
+      const text = Buffer.from(req.clientContextBase64, 'base64').toString('utf8');
+      try {
+        const v: unknown = JSON.parse(text);
+        if (v === null || typeof v !== 'object') throw new Error('not an object');
+      } catch {
+        throw new ThawError('InvalidRequestContent', 'Client context must be a valid Base64-encoded JSON object.');
+      }
+      clientContext = text;
+    }
+    const { version } = this.pick(req.functionName, req.qualifier);
+    if (version.state !== 'Active') {
+      throw new ThawError('ResourceConflict', `The operation cannot be performed at this time. The function is currently in the following state: ${version.state}`);
+    }
+    return clientContext === undefined ? { version } : { version, clientContext };
+  }
+
+  async invoke(req: InvokeRequest, requestId: string = randomUUID()): Promise<InvokeResult> {
+    const { version, clientContext } = this.check(req, MAX_SYNC_PAYLOAD);
+    return this.run(req, version, clientContext, requestId);
+  }
+
+  private async run(req: InvokeRequest, version: VersionRecord, clientContext: string | undefined, requestId: string): Promise<InvokeResult> {
+    const out = await this.pool.invoke(version, {
+      requestId,
+      payload: req.payload.length === 0 ? Buffer.from('{}') : req.payload,
+      invokedFunctionArn: functionArn(this.region, req.functionName, req.qualifier),
+      ...(clientContext === undefined ? {} : { clientContext }),
+    });
+    return {
+      requestId,
+      payload: out.payload,
+      ...(out.functionError === undefined ? {} : { functionError: out.functionError }),
+      executedVersion: version.version,
+      log: out.log,
+      cold: out.cold,
+    };
+  }
+
+  /**
+   * Accept an Event invocation: validated now, run later. Failed attempts are retried twice with backoff, as
+   * Lambda does by default. The queue is in memory: events accepted before a crash are not kept.
+   */
+  enqueue(req: InvokeRequest): string {
+    this.check(req, MAX_EVENT_PAYLOAD);
+    const requestId = randomUUID();
+    this.queue.push({ req, requestId, attempt: 0 });
+    this.pump();
+    return requestId;
+  }
+
+  private pump(): void {
+    while (!this.closed && this.running < this.eventConcurrency && this.queue.length > 0) {
+      const job = this.queue.shift() as { req: InvokeRequest; requestId: string; attempt: number };
+      this.running++;
+      void this.attempt(job).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async attempt(job: { req: InvokeRequest; requestId: string; attempt: number }): Promise<void> {
+    let failed: boolean;
+    try {
+      const { version, clientContext } = this.check(job.req, MAX_EVENT_PAYLOAD);
+      const r = await this.run(job.req, version, clientContext, job.requestId);
+      failed = r.functionError !== undefined;
+    } catch (e) {
+      if (e instanceof ThawError && e.code === 'ResourceNotFound') {
+        this.logger.warn({ requestId: job.requestId, fn: job.req.functionName }, 'event dropped: function no longer exists');
+        return;
+      }
+      this.logger.warn({ err: e, requestId: job.requestId }, 'event invocation attempt failed');
+      failed = true;
+    }
+    if (failed && job.attempt < 2 && !this.closed) {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        this.queue.push({ ...job, attempt: job.attempt + 1 });
+        this.pump();
+      }, 1000 * 2 ** job.attempt);
+      this.timers.add(t);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}

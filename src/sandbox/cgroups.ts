@@ -1,0 +1,434 @@
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rmdir, writeFile, access } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ThawError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+
+/**
+ * Per-environment cgroups: memory, pids and cpu limits, peak memory, OOM detection, kill-everything.
+ *
+ * v1 (legacy or hybrid hosts): one directory per controller, `<mount>/<own cgroup>/thaw/<id>`, i.e. nested
+ * under the cgroup Thaw itself runs in, so a service manager's limits on Thaw still cover its sandboxes.
+ * v2 (unified): `<mount>/thaw/<id>`; a v2 cgroup that holds processes cannot delegate controllers to
+ * children, so the default parent hangs off the root (override with `parent`).
+ *
+ * A process joins before it runs user code: drivers spawn through `/bin/sh -c '<joinScript> && exec "$@"'`,
+ * so the pid that gets written to cgroup.procs is the pid that later execs the workload (~1 ms).
+ */
+
+export type CgroupVersion = 1 | 2;
+export type Controller = 'memory' | 'pids' | 'cpu';
+const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'cpu'];
+
+export interface CgroupLimits {
+  readonly memoryBytes: number;
+  readonly pids: number;
+  /** cgroup v1 cpu.shares semantics (1024 = one share); converted to cpu.weight on v2. */
+  readonly cpuShares: number;
+}
+
+export interface CgroupOptions {
+  readonly logger: Logger;
+  /** Force a version instead of detecting it (tests; hybrid hosts). */
+  readonly version?: CgroupVersion;
+  /** Parent cgroup path, relative to each hierarchy's root, e.g. '/thaw'. */
+  readonly parent?: string;
+}
+
+interface Mount {
+  readonly point: string;
+  readonly root: string;
+}
+
+const POLL_MS = 2;
+const EMPTY_TIMEOUT_MS = 10_000;
+
+/** Cached per (version, parent): detection runs, and its warning is logged, once per process. */
+const detections = new Map<string, Promise<CgroupManager | null>>();
+
+/**
+ * Find usable cgroups, or resolve null (after one warning) when they are not writable, in which case
+ * callers run without limits.
+ */
+export function detectCgroups(opts: CgroupOptions): Promise<CgroupManager | null> {
+  const key = `${opts.version ?? 'auto'}:${opts.parent ?? ''}`;
+  let found = detections.get(key);
+  if (found === undefined) {
+    found = detect(opts);
+    detections.set(key, found);
+  }
+  return found;
+}
+
+async function detect(opts: CgroupOptions): Promise<CgroupManager | null> {
+  const log = opts.logger;
+  try {
+    const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+    const own = parseProcCgroup(await readFile('/proc/self/cgroup', 'utf8'));
+    const version: CgroupVersion | null =
+      opts.version ?? (mounts.v1.has('memory') ? 1 : mounts.v2 !== undefined ? 2 : null);
+    if (version === null) throw new Error('no cgroup filesystem mounted');
+    const manager =
+      version === 1 ? await setupV1(mounts.v1, own, opts.parent) : await setupV2(mounts.v2, opts.parent);
+    const missing = CONTROLLERS.filter((c) => !manager.controllers.has(c));
+    if (missing.length > 0) {
+      log.warn({ version, missing }, 'sandbox cgroup controllers unavailable: those limits are not enforced');
+    }
+    await manager.probe();
+    log.debug({ version, parents: manager.parents }, 'sandbox cgroups ready');
+    return manager;
+  } catch (err) {
+    log.warn(
+      { err: err instanceof Error ? err.message : String(err) },
+      'cgroups are not writable: sandboxes run WITHOUT memory, pids and cpu limits and without OOM detection',
+    );
+    return null;
+  }
+}
+
+function parseMountinfo(text: string): { v1: Map<string, Mount>; v2: Mount | undefined } {
+  const v1 = new Map<string, Mount>();
+  let v2: Mount | undefined;
+  for (const line of text.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (left === undefined || right === undefined) continue;
+    const f = left.split(' ');
+    const [fstype, , superOpts = ''] = right.split(' ');
+    const root = unescapeMount(f[3] ?? '/');
+    const point = unescapeMount(f[4] ?? '');
+    if (fstype === 'cgroup2') {
+      // Prefer the canonical unified mount when several exist.
+      if (v2 === undefined || point === '/sys/fs/cgroup') v2 = { point, root };
+    } else if (fstype === 'cgroup') {
+      for (const opt of superOpts.split(',')) {
+        if ((CONTROLLERS as readonly string[]).includes(opt) && !v1.has(opt)) v1.set(opt, { point, root });
+      }
+    }
+  }
+  return { v1, v2 };
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Map controller name (or '' for v2) to this process's cgroup path. */
+function parseProcCgroup(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (m === null) continue;
+    for (const c of (m[1] ?? '').split(',')) out.set(c, m[2] ?? '/');
+  }
+  return out;
+}
+
+/** Path of `cgroupPath` below a mount whose root may itself be a sub-cgroup (containers). */
+function underMount(mount: Mount, cgroupPath: string): string {
+  const rel =
+    mount.root !== '/' && (cgroupPath === mount.root || cgroupPath.startsWith(mount.root + '/'))
+      ? cgroupPath.slice(mount.root.length)
+      : cgroupPath;
+  return join(mount.point, rel);
+}
+
+async function setupV1(
+  mounts: Map<string, Mount>,
+  own: Map<string, string>,
+  parent: string | undefined,
+): Promise<CgroupManager> {
+  const parents = new Map<Controller, string>();
+  for (const c of CONTROLLERS) {
+    const mount = mounts.get(c);
+    if (mount === undefined) continue;
+    const dir = underMount(mount, parent ?? join(own.get(c) ?? '/', 'thaw'));
+    await mkdir(dir, { recursive: true });
+    parents.set(c, dir);
+  }
+  if (!parents.has('memory')) throw new Error('cgroup v1 memory controller is not mounted');
+  return new CgroupManager(1, parents);
+}
+
+async function setupV2(mount: Mount | undefined, parent: string | undefined): Promise<CgroupManager> {
+  if (mount === undefined) throw new Error('cgroup v2 is not mounted');
+  const dir = underMount(mount, parent ?? '/thaw');
+  await mkdir(dir, { recursive: true });
+  // Enable each controller on every level from the mount down to the parent (a level that already
+  // has it is a no-op). One controller failing (not available, not delegated) leaves the others.
+  const levels = [mount.point];
+  for (const part of relative(mount.point, dir).split('/')) {
+    if (part !== '') levels.push(join(levels[levels.length - 1] ?? mount.point, part));
+  }
+  const parents = new Map<Controller, string>();
+  for (const c of CONTROLLERS) {
+    let ok = true;
+    for (const level of levels) {
+      try {
+        await writeFile(join(level, 'cgroup.subtree_control'), `+${c}`);
+      } catch {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) parents.set(c, dir);
+  }
+  return new CgroupManager(2, parents, dir);
+}
+
+export class CgroupManager {
+  readonly controllers: ReadonlySet<Controller>;
+
+  /** @param v2dir the single v2 parent directory (v2 only); v1 keeps one parent per controller. */
+  constructor(
+    readonly version: CgroupVersion,
+    private readonly parentDirs: ReadonlyMap<Controller, string>,
+    private readonly v2dir?: string,
+  ) {
+    this.controllers = new Set(parentDirs.keys());
+  }
+
+  get parents(): string[] {
+    return this.version === 2 && this.v2dir !== undefined ? [this.v2dir] : [...new Set(this.parentDirs.values())];
+  }
+
+  /** Create and remove a throwaway child, proving that we may create cgroups and move processes. */
+  async probe(): Promise<void> {
+    const cg = await this.create(`probe-${process.pid}-${Date.now().toString(36)}`, {
+      memoryBytes: 64 * 1024 * 1024,
+      pids: 64,
+      cpuShares: 1024,
+    });
+    await cg.remove();
+  }
+
+  /** Create the cgroup of one environment with its limits applied. */
+  async create(id: string, limits: CgroupLimits): Promise<Cgroup> {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(id)) throw new ThawError('Service', `invalid sandbox id ${JSON.stringify(id)}`);
+    const dirs = new Map<Controller, string>();
+    if (this.version === 2 && this.v2dir !== undefined) {
+      const dir = join(this.v2dir, id);
+      for (const c of this.controllers) dirs.set(c, dir);
+      const cg = new Cgroup(id, 2, dirs, [dir]);
+      await makeFresh(cg, dir);
+      await cg.applyLimits(limits);
+      return cg;
+    }
+    for (const [c, parent] of this.parentDirs) dirs.set(c, join(parent, id));
+    const cg = new Cgroup(id, 1, dirs, [...new Set(dirs.values())]);
+    for (const dir of cg.dirs) await makeFresh(cg, dir);
+    await cg.applyLimits(limits);
+    return cg;
+  }
+}
+
+/** mkdir, replacing a stale cgroup of the same id left behind by a crashed process. */
+async function makeFresh(cg: Cgroup, dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    await cg.killAll();
+    await rmdirRetry(dir);
+    await mkdir(dir);
+  }
+}
+
+async function rmdirRetry(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 200) throw err;
+      await sleep(5);
+    }
+  }
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** cgroup v1 cpu.shares → v2 cpu.weight (the conversion systemd and the OCI runtimes use). */
+export function sharesToWeight(shares: number): number {
+  const s = Math.min(Math.max(Math.round(shares), 2), 262144);
+  return Math.min(Math.max(1 + Math.round(((s - 2) * 9999) / 262142), 1), 10000);
+}
+
+/** One environment's cgroup (one directory per controller on v1, one directory on v2). */
+export class Cgroup {
+  private peak = 0;
+  private oom = false;
+  /** Set once the directories are about to go: the getters then return the last values read. */
+  private frozen = false;
+  private removed: Promise<void> | undefined;
+  private sampler: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly version: CgroupVersion,
+    private readonly byController: ReadonlyMap<Controller, string>,
+    /** Every distinct directory of this cgroup. */
+    readonly dirs: readonly string[],
+  ) {}
+
+  /** Shell commands that move the shell itself (`$$`) into this cgroup; chain with `&& exec "$@"`. */
+  joinScript(): string {
+    return this.dirs.map((d) => `echo $$ > ${shellQuote(join(d, 'cgroup.procs'))}`).join(' && ');
+  }
+
+  private file(c: Controller, name: string): string | undefined {
+    const dir = this.byController.get(c);
+    return dir === undefined ? undefined : join(dir, name);
+  }
+
+  async applyLimits(limits: CgroupLimits): Promise<void> {
+    const w = async (c: Controller, name: string, value: string | number, optional = false): Promise<void> => {
+      const f = this.file(c, name);
+      if (f === undefined) return;
+      try {
+        await writeFile(f, String(value));
+      } catch (err) {
+        if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw new ThawError('Service', `cannot set ${name} on sandbox cgroup ${this.id}`, { file: f }, { cause: err });
+      }
+    };
+    const mem = Math.max(Math.floor(limits.memoryBytes), 4096);
+    const pids = Math.max(Math.floor(limits.pids), 1);
+    if (this.version === 1) {
+      await w('memory', 'memory.limit_in_bytes', mem);
+      // memsw (memory+swap) must be >= the memory limit; equal means swap cannot be used to dodge it.
+      await w('memory', 'memory.memsw.limit_in_bytes', mem, true);
+      await w('pids', 'pids.max', pids);
+      await w('cpu', 'cpu.shares', Math.max(Math.round(limits.cpuShares), 2));
+    } else {
+      await w('memory', 'memory.max', mem);
+      await w('memory', 'memory.swap.max', 0, true);
+      await w('pids', 'pids.max', pids);
+      await w('cpu', 'cpu.weight', sharesToWeight(limits.cpuShares));
+      const hasPeak = await access(this.file('memory', 'memory.peak') ?? '/nonexistent').then(
+        () => true,
+        () => false,
+      );
+      if (this.byController.has('memory') && !hasPeak) {
+        // Kernels before 5.19 have no memory.peak: sample memory.current instead.
+        this.sampler = setInterval(() => this.maxMemoryBytes(), 50);
+        this.sampler.unref();
+      }
+    }
+  }
+
+  /** Peak memory of the whole cgroup in bytes (synchronous: a sysfs read). Kept after removal. */
+  maxMemoryBytes(): number {
+    if (this.frozen) return this.peak;
+    const read = (name: string): number | undefined => {
+      const f = this.file('memory', name);
+      if (f === undefined) return undefined;
+      try {
+        const n = Number(readFileSync(f, 'utf8').trim());
+        return Number.isFinite(n) ? n : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const now =
+      this.version === 1 ? read('memory.max_usage_in_bytes') : (read('memory.peak') ?? read('memory.current'));
+    if (now !== undefined && now > this.peak) this.peak = now;
+    return this.peak;
+  }
+
+  /** True once the kernel OOM killer has killed a process in this cgroup. Kept after removal. */
+  oomKilled(): boolean {
+    if (this.frozen || this.oom) return this.oom;
+    const name = this.version === 1 ? 'memory.oom_control' : 'memory.events';
+    const f = this.file('memory', name);
+    if (f === undefined) return false;
+    try {
+      const text = readFileSync(f, 'utf8');
+      const m = /^oom_kill (\d+)$/m.exec(text);
+      if (m !== null) {
+        this.oom = Number(m[1]) > 0;
+      } else if (this.version === 1) {
+        // Kernels before 4.13 have no oom_kill counter; hitting the hard limit is the closest signal.
+        const fail = this.file('memory', 'memory.failcnt');
+        this.oom = fail !== undefined && Number(readFileSync(fail, 'utf8').trim()) > 0;
+      }
+    } catch {
+      // Gone or unreadable: keep what we knew.
+    }
+    return this.oom;
+  }
+
+  /** Pids of every process in the cgroup (union over v1 hierarchies). */
+  async procs(): Promise<number[]> {
+    const pids = new Set<number>();
+    for (const dir of this.dirs) {
+      let text: string;
+      try {
+        text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      for (const s of text.split('\n')) if (s !== '') pids.add(Number(s));
+    }
+    return [...pids];
+  }
+
+  /** Resolve true once no process is left in the cgroup, false after `timeoutMs`. */
+  async waitEmpty(timeoutMs = EMPTY_TIMEOUT_MS): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+      if ((await this.procs()).length === 0) return true;
+      if (Date.now() > deadline) return false;
+      await sleep(delay);
+    }
+  }
+
+  /** SIGKILL every process in the cgroup, including ones forked while we kill, and wait until it is empty. */
+  async killAll(): Promise<void> {
+    const dir = this.dirs[0];
+    if (this.version === 2 && dir !== undefined) {
+      const killFile = join(dir, 'cgroup.kill');
+      try {
+        await writeFile(killFile, '1');
+        if (await this.waitEmpty()) return;
+      } catch {
+        // cgroup.kill needs Linux 5.14; fall back to signalling pid by pid.
+      }
+    }
+    const deadline = Date.now() + EMPTY_TIMEOUT_MS;
+    for (;;) {
+      const pids = await this.procs();
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+      if (Date.now() > deadline) {
+        throw new ThawError('Service', `processes of sandbox ${this.id} survive SIGKILL`, { pids });
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Kill what is left, record final stats and remove the directories. Idempotent. */
+  remove(): Promise<void> {
+    this.removed ??= (async () => {
+      if (this.sampler !== undefined) clearInterval(this.sampler);
+      // Last reads while the files exist; from here on the getters answer from memory.
+      this.maxMemoryBytes();
+      this.oomKilled();
+      this.frozen = true;
+      await this.killAll();
+      for (const dir of this.dirs) await rmdirRetry(dir);
+    })();
+    return this.removed;
+  }
+}

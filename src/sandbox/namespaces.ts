@@ -1,0 +1,558 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmod, stat } from 'node:fs/promises';
+import { constants } from 'node:os';
+import { dirname } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ThawError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/log.js';
+import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
+import { RUNTIME_API_SOCKET } from './driver.js';
+import type { ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import { validateSpec, vmHwmBytes } from './process.js';
+
+/**
+ * The namespaces driver: bubblewrap, run as root, builds a fresh pid, mount, ipc, uts, cgroup and network
+ * namespace with a read-only view of the system (/usr and a minimal /etc), the spec's mounts read-only, a
+ * size-capped private /tmp, and nothing else of the host.
+ *
+ * Process tree (host view):
+ *
+ *   node ─ sh (joins the cgroup, exec) ─ bwrap ─ [pid 1] setpriv → perl init ─ socat (runtimeApiTcp only)
+ *                                                                         └─ argv
+ *
+ * setpriv drops to an unprivileged uid (993, Lambda's sbx_user1051) with every capability and the
+ * bounding set cleared before anything of the sandbox runs: root without capabilities could still write
+ * host sysctls through /proc/sys, so the workload never runs as uid 0. The perl init (pid 1, ~2 ms) closes
+ * inherited descriptors, starts the TCP forwarder for runtimeApiTcp and waits until it listens, runs argv
+ * with exactly spec.env (received over a pipe, so no secret shows in a host `ps`), and reports argv's raw
+ * wait status over a pipe: bwrap itself folds "killed by signal N" into exit code 128+N.
+ *
+ * Host files the sandbox sees must be readable by that uid (mount roots o+rx, files o+r). The Runtime API
+ * socket is made connectable for it (chmod 0666) by start(). Its parent directory may stay private.
+ */
+
+export const RUNTIME_API_TCP_PORT = 9001;
+/** AWS_LAMBDA_RUNTIME_API value for sandboxes started with runtimeApiTcp. */
+export const RUNTIME_API_TCP_ADDRESS = `127.0.0.1:${RUNTIME_API_TCP_PORT}`;
+
+export interface NamespacesDriverOptions {
+  readonly logger?: Logger;
+  /** A cgroup manager, null to run without cgroups (no limits), or undefined to detect them on first start. */
+  readonly cgroups?: CgroupManager | null;
+  /** Host uid and gid the workload runs as. Never 0; pick ids no host account uses. */
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly bwrap?: string;
+  readonly setpriv?: string;
+  readonly perl?: string;
+  readonly socat?: string;
+}
+
+/** What runtimes need from /etc; everything else of the host's /etc stays out. */
+const ETC = [
+  '/etc/ssl',
+  '/etc/ca-certificates',
+  '/etc/pki',
+  '/etc/crypto-policies',
+  '/etc/localtime',
+  '/etc/timezone',
+  '/etc/resolv.conf',
+  '/etc/hosts',
+  '/etc/host.conf',
+  '/etc/gai.conf',
+  '/etc/nsswitch.conf',
+  '/etc/alternatives',
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
+  '/etc/os-release',
+];
+/** Top-level system paths: bound read-only, or recreated as the same symlink on merged-/usr hosts. */
+const SYSTEM = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+/** Sandbox paths that already exist (read-only or special) when mounts are added. */
+const PROVIDED = ['/usr', '/etc', '/proc', '/dev', '/tmp', ...SYSTEM];
+
+/** fds of the spawned chain (0-2 are stdio). */
+const FD_ARGS = 3;
+const FD_ENV = 4;
+const FD_STATUS = 5;
+const FD_PASSWD = 6;
+const FD_GROUP = 7;
+
+/**
+ * pid 1 inside the sandbox, already unprivileged. @ARGV: socat path ('' = no forwarder), socket path, argv.
+ * fd 4: the environment, NUL-separated NAME=value. fd 5: status lines to the host ("pid N", "status W",
+ * "fail reason"). argv is held back until "pid N" is written, so the host always learns its pid first.
+ */
+const INIT = String.raw`
+$0 = 'thaw-init';
+my ($socat, $sock) = splice @ARGV, 0, 2;
+opendir my $d, '/proc/self/fd' or die "thaw-init: /proc/self/fd: $!\n";
+my @fds = grep { /^\d+$/ && $_ > 2 && $_ != 4 && $_ != 5 } readdir $d;
+closedir $d;
+for my $fd (@fds) { open(my $h, '<&=', $fd) and close $h }
+open my $in, '<&=', 4 or die "thaw-init: env: $!\n";
+my %env = map { /^([^=]*)=(.*)$/s ? ($1, $2) : () } split /\0/, do { local $/; <$in> } // '';
+close $in;
+open my $st, '>&=', 5 or die "thaw-init: status: $!\n";
+select((select($st), $| = 1)[0]);
+sub fail { print $st "fail $_[0]\n"; exit 1 }
+if ($socat ne '') {
+  my $p = fork // fail("fork: $!");
+  if (!$p) {
+    close $st; %ENV = ();
+    open STDIN, '<', '/dev/null'; open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
+    exec { $socat } 'socat', 'TCP-LISTEN:9001,bind=127.0.0.1,fork,reuseaddr', "UNIX-CONNECT:$sock";
+    exit 127;
+  }
+  for (my $i = 0; ; $i++) {
+    open my $t, '<', '/proc/net/tcp' or fail("/proc/net/tcp: $!");
+    last if grep { /^\s*\d+:\s+0100007F:2329\s+0+:0+\s+0A\s/ } <$t>;
+    fail('runtime API forwarder exited') if waitpid($p, 1) == $p;
+    fail('runtime API forwarder is not listening') if $i >= 10000;
+    select undef, undef, undef, 0.0005;
+  }
+}
+pipe my $go_r, my $go_w or fail("pipe: $!");
+my $c = fork // fail("fork: $!");
+if (!$c) {
+  close $st; close $go_w; sysread $go_r, my $go, 1; close $go_r;
+  %ENV = %env;
+  exec { $ARGV[0] } @ARGV;
+  print STDERR "thaw: cannot exec $ARGV[0]: $!\n";
+  exit 127;
+}
+close $go_r;
+print $st "pid $c\n";
+close $go_w;
+while ((my $w = wait) != -1) {
+  next if $w != $c;
+  print $st "status $?\n";
+  exit(($? & 127) ? 128 + ($? & 127) : $? >> 8);
+}
+fail('lost the main process');
+`;
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+/** Decode a raw waitpid() status. */
+export function decodeWaitStatus(raw: number): { code: number | null; signal: NodeJS.Signals | null } {
+  const sig = raw & 0x7f;
+  if (sig === 0) return { code: (raw >> 8) & 0xff, signal: null };
+  return { code: null, signal: SIGNAL_NAMES.get(sig) ?? null };
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((s) => s !== '').map(Number);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !noChildrenFile()) return [];
+  }
+  // Kernel without CONFIG_PROC_CHILDREN: scan /proc for the parent pid.
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // Gone.
+    }
+  }
+  return out;
+}
+
+let childrenFileMissing: boolean | undefined;
+function noChildrenFile(): boolean {
+  if (childrenFileMissing === undefined) {
+    try {
+      readFileSync(`/proc/${process.pid}/task/${process.pid}/children`);
+      childrenFileMissing = false;
+    } catch {
+      childrenFileMissing = true;
+    }
+  }
+  return childrenFileMissing;
+}
+
+/** The innermost pid (as its own pid namespace numbers it) of a host pid. */
+function nsPidOf(pid: number): number | undefined {
+  try {
+    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const last = m?.[1]?.trim().split(/\s+/).pop();
+    return last === undefined ? undefined : Number(last);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ancestors of an absolute path, shallowest first, without '/'. */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let d = dirname(path); d !== '/' && d !== '.'; d = dirname(d)) out.unshift(d);
+  return out;
+}
+
+function under(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(prefix + '/');
+}
+
+export class NamespacesDriver implements SandboxDriver {
+  readonly name = 'namespaces' as const;
+  readonly isolates = true;
+  readonly runtimeApiTransport = 'unix' as const;
+  private readonly log: Logger;
+  private cgroups: Promise<CgroupManager | null> | undefined;
+  private readonly uid: number;
+  private readonly gid: number;
+  private readonly bin: { bwrap: string; setpriv: string; perl: string; socat: string };
+  /** bwrap arguments for the system part of the tree, computed once from the host's layout. */
+  private readonly systemArgs: readonly string[];
+
+  constructor(opts: NamespacesDriverOptions = {}) {
+    this.log = opts.logger ?? silentLogger;
+    if (opts.cgroups !== undefined) this.cgroups = Promise.resolve(opts.cgroups);
+    this.uid = opts.uid ?? 993;
+    this.gid = opts.gid ?? 990;
+    if (this.uid === 0 || this.gid === 0) throw new ThawError('Service', 'sandbox uid and gid must not be 0');
+    this.bin = {
+      bwrap: opts.bwrap ?? '/usr/bin/bwrap',
+      setpriv: opts.setpriv ?? '/usr/bin/setpriv',
+      perl: opts.perl ?? '/usr/bin/perl',
+      socat: opts.socat ?? '/usr/bin/socat',
+    };
+    this.systemArgs = systemArgs();
+  }
+
+  resolve(sandboxPath: string, _mounts: readonly Mount[]): string {
+    return sandboxPath;
+  }
+
+  async start(spec: SandboxSpec): Promise<Sandbox> {
+    validateSpec(spec);
+    if (!(spec.limits.tmpBytes > 0)) throw new ThawError('Service', `sandbox ${spec.id}: tmpBytes must be positive`);
+    await this.checkMounts(spec);
+    if (spec.runtimeApiTcp === true && spec.runtimeApiSocket === undefined) {
+      throw new ThawError('Service', `sandbox ${spec.id}: runtimeApiTcp needs runtimeApiSocket`);
+    }
+    if (spec.runtimeApiSocket !== undefined) {
+      try {
+        // connect() needs write permission on the socket inode, and the workload is not root.
+        await chmod(spec.runtimeApiSocket, 0o666);
+      } catch (err) {
+        throw new ThawError('Service', `sandbox ${spec.id}: runtime API socket unusable`, { path: spec.runtimeApiSocket }, { cause: err });
+      }
+    }
+
+    this.cgroups ??= detectCgroups({ logger: this.log });
+    const manager = await this.cgroups;
+    const cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
+
+    const forwarder = spec.runtimeApiTcp === true ? [this.bin.socat, RUNTIME_API_SOCKET] : ['', ''];
+    const command = [
+      this.bin.bwrap,
+      '--args',
+      String(FD_ARGS),
+      this.bin.setpriv,
+      `--reuid=${this.uid}`,
+      `--regid=${this.gid}`,
+      '--clear-groups',
+      '--inh-caps=-all',
+      '--ambient-caps=-all',
+      '--bounding-set=-all',
+      '--',
+      this.bin.perl,
+      '-e',
+      INIT,
+      ...forwarder,
+      ...spec.argv,
+    ];
+    const [file, ...args] =
+      cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
+    const child = spawn(file as string, args, {
+      env: {},
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+    });
+    if (child.pid === undefined) {
+      const [err] = (await once(child, 'error')) as [Error];
+      await cgroup?.remove();
+      throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${err.message}`, {}, { cause: err });
+    }
+    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log);
+    const nul = (items: readonly string[]): string => items.map((s) => `${s}\0`).join('');
+    feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));
+    feed(child, FD_ENV, nul(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)));
+    feed(
+      child,
+      FD_PASSWD,
+      'root:x:0:0:root:/root:/usr/sbin/nologin\n' +
+        `sbx_user1051:x:${this.uid}:${this.gid}::/tmp:/usr/sbin/nologin\n` +
+        'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
+    );
+    feed(child, FD_GROUP, `root:x:0:\nsbx_user1051:x:${this.gid}:\nnogroup:x:65534:\n`);
+
+    const failure = await sb.ready;
+    if (failure !== undefined) {
+      const stderr = collect(sb.stderr);
+      await sb.destroy();
+      throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${failure}`, { stderr: await stderr });
+    }
+    return sb;
+  }
+
+  /** Mount sources must exist; warn when the unprivileged sandbox user will not be able to read them. */
+  private async checkMounts(spec: SandboxSpec): Promise<void> {
+    for (const m of spec.mounts) {
+      let st;
+      try {
+        st = await stat(m.host);
+      } catch (err) {
+        throw new ThawError('Service', `sandbox ${spec.id}: mount source missing`, { mount: m }, { cause: err });
+      }
+      const need = st.isDirectory() ? 0o005 : 0o004;
+      if ((st.mode & need) !== need) {
+        this.log.warn({ sandbox: spec.id, mount: m, mode: (st.mode & 0o7777).toString(8) }, 'sandbox user cannot read this mount');
+      }
+    }
+  }
+
+  private bwrapArgs(spec: SandboxSpec): string[] {
+    const a = [
+      '--unshare-pid',
+      '--unshare-ipc',
+      '--unshare-uts',
+      '--unshare-net',
+      '--unshare-cgroup-try',
+      '--die-with-parent',
+      '--new-session',
+      '--as-pid-1',
+      '--hostname',
+      'localhost',
+      // Only what setpriv needs to switch to the sandbox uid; it then clears all of them.
+      '--cap-drop',
+      'ALL',
+      '--cap-add',
+      'CAP_SETUID',
+      '--cap-add',
+      'CAP_SETGID',
+      '--cap-add',
+      'CAP_SETPCAP',
+      '--clearenv',
+      ...this.systemArgs,
+      '--perms',
+      '0444',
+      '--ro-bind-data',
+      String(FD_PASSWD),
+      '/etc/passwd',
+      '--perms',
+      '0444',
+      '--ro-bind-data',
+      String(FD_GROUP),
+      '/etc/group',
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--perms',
+      '1777',
+      '--size',
+      String(Math.floor(spec.limits.tmpBytes)),
+      '--tmpfs',
+      '/tmp',
+    ];
+    // bwrap creates missing parents of a mount point with mode 0700; the sandbox user must traverse them.
+    const targets = [...spec.mounts.map((m) => m.sandbox), ...(spec.runtimeApiSocket === undefined ? [] : [RUNTIME_API_SOCKET])];
+    const dirs = new Set<string>();
+    for (const t of targets) {
+      for (const d of ancestors(t)) if (!PROVIDED.some((p) => under(d, p))) dirs.add(d);
+    }
+    for (const d of [...dirs].sort((x, y) => x.split('/').length - y.split('/').length)) a.push('--perms', '0755', '--dir', d);
+    // Parents before children, so /opt is mounted before /opt/extensions.
+    const mounts = [...spec.mounts].sort((x, y) => x.sandbox.split('/').length - y.sandbox.split('/').length);
+    for (const m of mounts) a.push('--ro-bind', m.host, m.sandbox);
+    if (spec.runtimeApiSocket !== undefined) a.push('--ro-bind', spec.runtimeApiSocket, RUNTIME_API_SOCKET);
+    a.push('--remount-ro', '/', '--chdir', spec.cwd);
+    return a;
+  }
+}
+
+function systemArgs(): string[] {
+  const a = ['--ro-bind', '/usr', '/usr'];
+  for (const p of SYSTEM) {
+    try {
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) a.push('--symlink', readlinkSync(p), p);
+      else if (st.isDirectory()) a.push('--ro-bind', p, p);
+    } catch {
+      // Not on this host.
+    }
+  }
+  a.push('--perms', '0755', '--dir', '/etc');
+  for (const p of ETC) a.push('--ro-bind-try', p, p);
+  return a;
+}
+
+function feed(child: ChildProcess, fd: number, data: string): void {
+  const s = (child.stdio as readonly unknown[])[fd] as Writable | null | undefined;
+  if (s === null || s === undefined) return;
+  // bwrap may fail before reading; the start() failure path reports that, not an EPIPE.
+  s.on('error', () => undefined);
+  s.end(data);
+}
+
+/** The first 4 KiB a stream still produces, within a few seconds. */
+async function collect(stream: Readable): Promise<string> {
+  let text = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    if (text.length < 4096) text += chunk;
+  });
+  await Promise.race([once(stream, 'end').catch(() => undefined), sleep(2000)]);
+  return text.slice(0, 4096);
+}
+
+class NamespacesSandbox implements Sandbox {
+  readonly pid: number;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly exited: Promise<ExitInfo>;
+  /** Resolves undefined once argv runs, or with the reason it never will. */
+  readonly ready: Promise<string | undefined>;
+  /** Host pids of pid 1 and of argv, found once argv runs. */
+  private init: number | undefined;
+  private main: number | undefined;
+  private done = false;
+  private hwm = 0;
+  private status: number | undefined;
+  private destroyed: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly child: ChildProcess,
+    private readonly cgroup: Cgroup | null,
+    private readonly log: Logger,
+  ) {
+    const { stdout, stderr } = child;
+    const status = (child.stdio as readonly unknown[])[FD_STATUS] as Readable | null | undefined;
+    if (child.pid === undefined || stdout === null || stderr === null || status === null || status === undefined) {
+      throw new ThawError('Service', `sandbox ${id} failed to spawn`);
+    }
+    this.pid = child.pid;
+    this.stdout = stdout;
+    this.stderr = stderr;
+    child.on('error', (err) => log.warn({ sandbox: id, err }, 'sandbox process error'));
+
+    let signalReady: (failure: string | undefined) => void = () => undefined;
+    this.ready = new Promise((resolve) => (signalReady = resolve));
+    const statusClosed = new Promise<void>((resolve) => {
+      let buf = '';
+      status.setEncoding('utf8');
+      status.on('data', (chunk: string) => {
+        buf += chunk;
+        if (buf.length > 65536) buf = buf.slice(-4096); // untrusted: the workload can write here too
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          const pid = /^pid (\d+)$/.exec(line);
+          const st = /^status (\d+)$/.exec(line);
+          if (pid !== null && this.main === undefined && this.init === undefined) {
+            this.locate(Number(pid[1]));
+            signalReady(undefined);
+          } else if (st !== null) {
+            this.status = Number(st[1]) & 0xffff;
+          } else if (line.startsWith('fail ')) {
+            signalReady(line.slice(5, 500));
+          }
+        }
+      });
+      status.on('error', () => undefined);
+      status.once('close', () => resolve());
+    });
+    this.exited = (async () => {
+      const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+      signalReady(`sandbox exited early (code ${code}, signal ${signal})`);
+      return this.finish(code, signal, statusClosed);
+    })();
+  }
+
+  /** Map argv's pid inside the namespace to its host pid: a child of pid 1, itself bwrap's child. */
+  private locate(nsPid: number): void {
+    this.init = childrenOf(this.pid)[0];
+    if (this.init === undefined) return;
+    this.main = childrenOf(this.init).find((p) => nsPidOf(p) === nsPid);
+    if (this.main === undefined) this.log.warn({ sandbox: this.id, nsPid }, 'cannot find the sandbox main process');
+  }
+
+  private async finish(
+    code: number | null,
+    signal: NodeJS.Signals | null,
+    statusClosed: Promise<void>,
+  ): Promise<ExitInfo> {
+    this.done = true;
+    try {
+      // pid 1 is gone, so the kernel is tearing the namespace down; make sure of it.
+      if (this.cgroup !== null) await this.cgroup.killAll();
+      else if (this.init !== undefined) process.kill(this.init, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+    await Promise.race([statusClosed, sleep(5000)]);
+    const oomKilled = this.cgroup?.oomKilled() ?? false;
+    this.cgroup?.maxMemoryBytes();
+    if (this.status !== undefined) return { ...decodeWaitStatus(this.status), oomKilled };
+    // No report from init (it was killed): bwrap's own status, where 128+N means signal N.
+    if (code !== null && code > 128 && SIGNAL_NAMES.has(code - 128)) {
+      return { code: null, signal: SIGNAL_NAMES.get(code - 128) ?? null, oomKilled };
+    }
+    return { code, signal, oomKilled };
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.done) return;
+    const target = this.main ?? (signal === 'SIGKILL' ? this.init : undefined);
+    if (target === undefined) {
+      this.log.warn({ sandbox: this.id, signal }, 'no sandbox process to signal');
+      return;
+    }
+    try {
+      process.kill(target, signal);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+
+  maxMemoryBytes(): number {
+    if (this.cgroup !== null) return this.cgroup.maxMemoryBytes();
+    if (!this.done && this.main !== undefined) this.hwm = Math.max(this.hwm, vmHwmBytes(this.main) ?? 0);
+    return this.hwm;
+  }
+
+  destroy(): Promise<void> {
+    this.destroyed ??= (async () => {
+      if (!this.done) {
+        if (this.cgroup !== null) await this.cgroup.killAll();
+        else {
+          for (const pid of [this.init, this.pid]) {
+            try {
+              if (pid !== undefined) process.kill(pid, 'SIGKILL');
+            } catch {
+              // Gone.
+            }
+          }
+        }
+      }
+      await this.exited;
+      await this.cgroup?.remove();
+      this.child.stdout?.resume();
+      this.child.stderr?.resume();
+    })();
+    return this.destroyed;
+  }
+}

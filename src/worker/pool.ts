@@ -1,0 +1,184 @@
+import type { Logger } from '../util/log.js';
+import { ThawError } from '../util/errors.js';
+import type { SandboxDriver } from '../sandbox/driver.js';
+import type { RuntimeApiServer } from '../sandbox/runtime-api.js';
+import type { VersionRecord } from '../control/model.js';
+import type { LogStore } from '../logs/store.js';
+import { endLine, reportLine, startLine } from '../logs/format.js';
+import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry } from './environment.js';
+import { runtimeTable } from './runtimes.js';
+
+export interface PoolOptions {
+  readonly driver: SandboxDriver;
+  readonly rapi: RuntimeApiServer;
+  readonly logs: LogStore;
+  /** Host directory of a code package, by its hex SHA-256. */
+  readonly codeDir: (sha256: string) => string;
+  readonly socketDir: string;
+  readonly region: string;
+  readonly logger: Logger;
+  /** How long an idle environment is kept. */
+  readonly keepAliveMs: number;
+  /** Cap on environments (all states) and on the sum of their memory sizes. */
+  readonly maxEnvironments: number;
+  readonly maxMemoryBytes: number;
+  readonly initTimeoutMs?: number;
+}
+
+export interface PoolOutcome extends InvokeOutcome {
+  readonly cold: boolean;
+}
+
+const keyOf = (v: VersionRecord): string => `${v.functionName}\u0000${v.version}\u0000${v.revisionId}`;
+
+/**
+ * Execution environments of every function version on this worker. Warm first: an idle environment of the
+ * version is leased (most recently used first, so the rest can age out); otherwise a new one is placed,
+ * evicting the least recently used idle environment of any function when the worker is full.
+ */
+export class Pool {
+  private readonly idle = new Map<string, Environment[]>();
+  private readonly all = new Set<Environment>();
+  private readonly retired = new Set<string>();
+  private readonly reaper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly o: PoolOptions) {
+    this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(o.keepAliveMs / 4))));
+    this.reaper.unref();
+  }
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  async invoke(version: VersionRecord, input: InvokeInput): Promise<PoolOutcome> {
+    if (this.closed) throw new ThawError('ServiceUnavailable', 'The worker is shutting down.');
+    const key = keyOf(version);
+    const warm = this.idle.get(key)?.pop();
+    if (warm !== undefined) return this.run(warm, key, input, false);
+
+    const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
+    if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
+    await this.makeRoom(version.config.memoryMb * 1024 * 1024);
+    const env = new Environment({
+      version,
+      runtime,
+      codeDir: this.o.codeDir(version.codeSha256),
+      driver: this.o.driver,
+      rapi: this.o.rapi,
+      socketDir: this.o.socketDir,
+      region: this.o.region,
+      logger: this.o.logger,
+      onStrayLog: (entries) => this.o.logs.append(version.functionName, version.version, entries),
+      ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
+    });
+    this.all.add(env);
+    try {
+      await env.start();
+    } catch (e) {
+      this.all.delete(env);
+      if (e instanceof InitFailure) return this.initFailed(version, input, e);
+      throw e;
+    }
+    return this.run(env, key, input, true);
+  }
+
+  private async run(env: Environment, key: string, input: InvokeInput, cold: boolean): Promise<PoolOutcome> {
+    const out = await env.invoke(input, { cold });
+    this.o.logs.append(env.version.functionName, env.version.version, out.log);
+    if (out.fatal || env.state !== 'idle') {
+      this.all.delete(env);
+    } else if (this.retired.has(key) || this.closed) {
+      this.all.delete(env);
+      void env.stop();
+    } else {
+      let list = this.idle.get(key);
+      if (list === undefined) this.idle.set(key, (list = []));
+      list.push(env);
+    }
+    return { ...out, cold };
+  }
+
+  /** Lambda's answer when Init fails on demand: the invocation fails with the init error. */
+  private initFailed(version: VersionRecord, input: InvokeInput, f: InitFailure): PoolOutcome {
+    const id = input.requestId;
+    const now = Date.now();
+    const log: LogEntry[] = [
+      ...f.log,
+      { requestId: null, timestamp: now, message: `INIT_REPORT Init Duration: ${(f.initDurationMs ?? 0).toFixed(2)} ms\tPhase: init\tStatus: error\tError Type: ${f.errorType}` },
+      { requestId: id, timestamp: now, message: startLine(id, version.version) },
+      { requestId: id, timestamp: now, message: endLine(id) },
+      { requestId: id, timestamp: now, message: reportLine({ requestId: id, durationMs: f.initDurationMs ?? 0, memorySizeMb: version.config.memoryMb, maxMemoryUsedMb: 0, status: 'error' }) },
+    ];
+    this.o.logs.append(version.functionName, version.version, log);
+    return { payload: f.payload, functionError: 'Unhandled', log, durationMs: f.initDurationMs ?? 0, fatal: true, cold: true };
+  }
+
+  private async makeRoom(memoryBytes: number): Promise<void> {
+    for (;;) {
+      const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0);
+      if (this.all.size < this.o.maxEnvironments && used + memoryBytes <= this.o.maxMemoryBytes) return;
+      const victim = this.oldestIdle();
+      if (victim === undefined) {
+        throw new ThawError('TooManyRequests', 'Rate Exceeded.', { Reason: 'ConcurrentInvocationLimitExceeded' });
+      }
+      await this.evict(victim);
+    }
+  }
+
+  private oldestIdle(): Environment | undefined {
+    let best: Environment | undefined;
+    for (const list of this.idle.values()) {
+      const e = list[0];
+      if (e !== undefined && (best === undefined || e.lastUsed < best.lastUsed)) best = e;
+    }
+    return best;
+  }
+
+  private async evict(env: Environment): Promise<void> {
+    const key = keyOf(env.version);
+    const list = this.idle.get(key);
+    if (list !== undefined) {
+      const i = list.indexOf(env);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.idle.delete(key);
+    }
+    this.all.delete(env);
+    await env.stop();
+  }
+
+  private reap(): void {
+    const cutoff = Date.now() - this.o.keepAliveMs;
+    for (const list of this.idle.values()) {
+      for (const e of [...list]) if (e.lastUsed < cutoff) void this.evict(e);
+    }
+  }
+
+  /** Stop the idle environments of a function (one version, or all); busy ones stop when they finish. */
+  async drain(functionName: string, version?: string): Promise<number> {
+    const victims: Environment[] = [];
+    for (const [key, list] of this.idle) {
+      const [fn, v] = key.split('\u0000');
+      if (fn === functionName && (version === undefined || v === version)) victims.push(...list);
+    }
+    await Promise.all(victims.map((e) => this.evict(e)));
+    return victims.length;
+  }
+
+  /** A version changed or was deleted: its environments must not serve again. */
+  retire(functionName: string, version: string): void {
+    for (const env of this.all) {
+      if (env.version.functionName === functionName && env.version.version === version) this.retired.add(keyOf(env.version));
+    }
+    void this.drain(functionName, version);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.reaper);
+    this.idle.clear();
+    await Promise.all([...this.all].map((e) => e.stop()));
+    this.all.clear();
+  }
+}
