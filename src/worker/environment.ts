@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/driver.js';
 import { RUNTIME_API_SOCKET } from '../sandbox/driver.js';
-import type { RuntimeApiServer } from '../sandbox/runtime-api.js';
+import { ACCEPTED, RAPI_ERRORS, RAPI_RUNTIME_STATES as S, invalidStateTransition, type RuntimeApiServer } from '../sandbox/runtime-api.js';
 import type {
   EnvironmentPort, InvocationRequest, RuntimeApiResult, RuntimeErrorReport,
 } from '../sandbox/runtime-api-types.js';
@@ -70,7 +70,6 @@ interface Current {
   finish: (o: InvokeOutcome) => void;
 }
 
-const rapiError = (status: 400 | 403 | 404 | 409 | 413 | 500, errorType: string, errorMessage: string): RuntimeApiResult => ({ status, errorType, errorMessage });
 
 export class Environment implements EnvironmentPort {
   readonly id = `e${randomBytes(8).toString('hex')}`;
@@ -128,6 +127,10 @@ export class Environment implements EnvironmentPort {
     env.LANG ??= 'en_US.UTF-8';
     for (const k of ['LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']) env[k] = o.driver.resolve(env[k] as string, mounts);
     const memoryBytes = c.memoryMb * 1024 * 1024;
+    // AWS_LAMBDA_EXEC_WRAPPER: Lambda runs the wrapper with the runtime's command line as its arguments. The
+    // wrapper may start anything, so it also gets the Runtime API on TCP.
+    const wrapper = o.runtime.family === 'provided' ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
+    const argv = o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined);
     this.initStarted = performance.now();
     this.state = 'initializing';
     this.initLog.push({ requestId: null, timestamp: Date.now(), message: initStartLine(o.runtime.id, o.runtime.binary.version) });
@@ -136,7 +139,7 @@ export class Environment implements EnvironmentPort {
       this.sandbox = await o.driver.start({
         id: this.id,
         mounts,
-        argv: o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined),
+        argv: wrapper === undefined ? argv : [wrapper, ...argv],
         env,
         cwd: '/var/task',
         limits: {
@@ -147,7 +150,7 @@ export class Environment implements EnvironmentPort {
           tmpBytes: c.ephemeralMb * 1024 * 1024,
         },
         ...(unix ? { runtimeApiSocket: socketPath } : {}),
-        ...(o.runtime.tcpRuntimeApi ? { runtimeApiTcp: true } : {}),
+        ...(o.runtime.tcpRuntimeApi || wrapper !== undefined ? { runtimeApiTcp: true } : {}),
       });
     } catch (e) {
       await this.destroy();
@@ -246,26 +249,26 @@ export class Environment implements EnvironmentPort {
 
   response(requestId: string, payload: Buffer): RuntimeApiResult {
     const cur = this.current;
-    if (cur === undefined || cur.input.requestId !== requestId) return rapiError(400, 'InvalidRequestID', 'Invalid request ID');
-    if (cur.response !== undefined) return rapiError(403, 'InvalidStateTransition', 'State transition from RuntimeResponseSent to InvocationResponse failed for runtime. Error: State transition is not allowed');
+    if (cur === undefined || cur.input.requestId !== requestId) return RAPI_ERRORS.InvalidRequestID;
+    if (cur.response !== undefined) return invalidStateTransition(S.ResponseSent, S.InvocationResponse);
     cur.response = { payload };
     this.respond(cur);
-    return { status: 202 };
+    return ACCEPTED;
   }
 
   error(requestId: string, report: RuntimeErrorReport): RuntimeApiResult {
     const cur = this.current;
-    if (cur === undefined || cur.input.requestId !== requestId) return rapiError(400, 'InvalidRequestID', 'Invalid request ID');
-    if (cur.response !== undefined) return rapiError(403, 'InvalidStateTransition', 'State transition from RuntimeResponseSent to InvocationErrorResponse failed for runtime. Error: State transition is not allowed');
+    if (cur === undefined || cur.input.requestId !== requestId) return RAPI_ERRORS.InvalidRequestID;
+    if (cur.response !== undefined) return invalidStateTransition(S.ResponseSent, S.InvocationErrorResponse);
     cur.response = { payload: normaliseErrorBody(report), functionError: 'Unhandled' };
     this.respond(cur);
-    return { status: 202 };
+    return ACCEPTED;
   }
 
   initError(report: RuntimeErrorReport): RuntimeApiResult {
-    if (this.state !== 'initializing') return rapiError(403, 'InvalidStateTransition', 'State transition from Ready to InitError failed for runtime. Error: State transition is not allowed');
+    if (this.state !== 'initializing') return invalidStateTransition(S.Ready, S.InitError);
     this.failInit(new InitFailure(report.errorType ?? 'Runtime.Unknown', '', normaliseErrorBody(report)));
-    return { status: 202 };
+    return ACCEPTED;
   }
 
   restoreNext(_signal: AbortSignal): Promise<void> {
@@ -273,7 +276,7 @@ export class Environment implements EnvironmentPort {
   }
 
   restoreError(_report: RuntimeErrorReport): RuntimeApiResult {
-    return rapiError(403, 'InvalidStateTransition', 'State transition from Ready to RestoreError failed for runtime. Error: State transition is not allowed');
+    return invalidStateTransition(S.Ready, S.RestoreError);
   }
 
   // ---- lifecycle events ----
