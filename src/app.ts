@@ -28,6 +28,10 @@ export interface ThawOptions {
   readonly maxMemoryBytes?: number;
   readonly region?: string;
   readonly logger?: Logger;
+  /** Init phase limit (Lambda: 10 s). */
+  readonly initTimeoutMs?: number;
+  /** Cap on stored log bytes. */
+  readonly logCapBytes?: number;
 }
 
 export interface Thaw {
@@ -75,7 +79,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const registry = new Registry(db);
   const code = new CodeStore(db, dataDir);
   await code.collect(registry.referencedCode());
-  const logs = new LogStore(db);
+  const logs = new LogStore(db, o.logCapBytes);
   const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
@@ -91,6 +95,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     keepAliveMs: o.keepAliveMs ?? 5 * 60 * 1000,
     maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
     maxMemoryBytes: memory,
+    ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
   const invoker = new Invoker(registry, pool, region, logger);

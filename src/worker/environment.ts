@@ -390,8 +390,8 @@ export class Environment implements EnvironmentPort {
       return;
     }
     this.state = 'stopping';
-    this.pendingNext?.reject(new Error('environment is shutting down'));
-    this.pendingNext = undefined;
+    // The runtime's pending /next stays unanswered during Shutdown, as on Lambda: answering it would make the
+    // runtime exit before its SIGTERM handlers ran.
     const sb = this.sandbox;
     if (sb !== undefined) {
       sb.kill('SIGTERM');
@@ -407,6 +407,8 @@ export class Environment implements EnvironmentPort {
   private async destroy(): Promise<void> {
     this.state = 'stopped';
     await this.sandbox?.destroy();
+    this.pendingNext?.reject(new Error('environment is shut down'));
+    this.pendingNext = undefined;
     await this.o.rapi.detach(this.id);
   }
 
