@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -8,13 +8,15 @@ import { CreateFunctionCommand, InvokeCommand, type InvokeCommandOutput } from '
 import { ROLE, decode, startServer, zipFiles, type RunningServer } from '../helpers/server.js';
 
 /**
- * Execution environments end to end: real server, real sandboxes, real runtimes. Runs under the default
- * driver (namespaces when bubblewrap is present and we are root, as on CI).
+ * Execution environments end to end: real server, real sandboxes, real runtimes, once per sandbox driver
+ * (namespaces needs root and bubblewrap, as on CI). The isolation tests are for the namespaces driver only.
  */
+const rootWithBwrap = process.getuid?.() === 0 && existsSync('/usr/bin/bwrap');
+for (const driver of ['namespaces', 'process'] as const) {
 
 const logOf = (r: InvokeCommandOutput): string => Buffer.from(r.LogResult ?? '', 'base64').toString();
 
-describe('execution environments', () => {
+describe(`execution environments (${driver} driver)`, { skip: driver === 'namespaces' && !rootWithBwrap ? 'needs root and /usr/bin/bwrap' : false }, () => {
   let s: RunningServer;
   const create = async (name: string, files: Record<string, string>, extra: Record<string, unknown> = {}): Promise<void> => {
     await s.client.send(new CreateFunctionCommand({
@@ -25,7 +27,8 @@ describe('execution environments', () => {
     s.client.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from(JSON.stringify(payload)), LogType: 'Tail' }));
 
   before(async () => {
-    s = await startServer();
+    s = await startServer({ args: ['--driver', driver] });
+    assert.match(s.output(), new RegExp(`sandbox driver: ${driver}`));
   });
   after(async () => {
     await s.stop();
@@ -49,7 +52,8 @@ describe('execution environments', () => {
     assert.equal(env.AWS_LAMBDA_FUNCTION_NAME, 'cjs');
     assert.equal(env.AWS_LAMBDA_FUNCTION_VERSION, '$LATEST');
     assert.equal(env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE, '192');
-    assert.equal(env.LAMBDA_TASK_ROOT, '/var/task');
+    if (driver === 'namespaces') assert.equal(env.LAMBDA_TASK_ROOT, '/var/task');
+    else assert.match(env.LAMBDA_TASK_ROOT ?? '', /\/code\/[0-9a-f]{64}$/, 'the process driver runs the code where it lies');
     assert.equal(env._HANDLER, 'index.handler');
     assert.equal(env.AWS_REGION, 'us-east-1');
     assert.equal(env.TZ, ':UTC');
@@ -156,7 +160,7 @@ done
     assert.equal((decode((await invoke('nohandler')).Payload) as { errorType: string }).errorType, 'Runtime.HandlerNotFound');
   });
 
-  describe('isolation (namespaces driver)', () => {
+  describe('isolation', { skip: driver !== 'namespaces' ? 'the process driver isolates nothing' : false }, () => {
     let hostServer: Server;
     let hostPort = 0;
     before(async () => {
@@ -170,8 +174,7 @@ done
       hostServer.close();
     });
 
-    test('a function cannot read the data directory or other code, write outside /tmp, see host processes or reach host loopback', { skip: !s?.output().includes('sandbox driver: namespaces') && process.getuid?.() !== 0 ? 'namespaces driver not available (not root)' : false }, async () => {
-      assert.match(s.output(), /sandbox driver: namespaces/);
+    test('a function cannot read the data directory or other code, write outside /tmp, see host processes or reach host loopback', async () => {
       await create('victim', { 'index.js': 'exports.handler = async () => "victim code";', 'victim-secret.txt': 'victim secret' });
       await create('probe', {
         'index.js': `const fs = require('fs'); const net = require('net');
@@ -202,3 +205,4 @@ done
     });
   });
 });
+}
