@@ -51,5 +51,5 @@ export interface EnvironmentPort {
   restoreError(report: RuntimeErrorReport): RuntimeApiResult;
 }
 
-/** Largest response or error body a runtime may post (Lambda: 6 MB for synchronous responses). */
-export const MAX_RUNTIME_RESPONSE_BYTES = 6 * 1024 * 1024;
+/** Largest response or error body a runtime may post (Lambda: 6 MB + 100 bytes, 6291556, for synchronous responses). */
+export const MAX_RUNTIME_RESPONSE_BYTES = 6 * 1024 * 1024 + 100;

@@ -155,7 +155,8 @@ export interface RuntimeProcess {
 export function spawnRuntime(argv: readonly string[], env: Record<string, string>, cwd: string): RuntimeProcess {
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error('empty argv');
-  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Own process group, so that stop() also ends what the runtime started (a shell runtime's curl).
+  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -174,7 +175,13 @@ export function spawnRuntime(argv: readonly string[], env: Record<string, string
       return out;
     },
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // The group is already gone.
+        }
+      }
       await exited;
     },
   };

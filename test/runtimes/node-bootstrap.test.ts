@@ -57,6 +57,7 @@ exports.fail = (event, context) => { context.fail(new Error('failed via context'
 export async function handler() { return { kind: 'type-module', esm: where.endsWith('/esm-pkg/app.js') }; }
 `,
   'cjs-ext.cjs': `exports.handler = async () => ({ kind: 'cjs' });\n`,
+  'lib/deep/file.js': `exports.handler = async () => ({ kind: 'dir/file' });\n`,
   'nested.js': `exports.api = { v1: { handler: async () => ({ kind: 'nested' }) } };\n`,
   'throws.js': `exports.handler = async () => { throw new TypeError('bad input'); };\n`,
   'rejects.js': `exports.handler = () => Promise.reject(new RangeError('out of range'));\n`,
@@ -244,6 +245,7 @@ void describe('node bootstrap', () => {
         assert.deepEqual(json(await one(node, transport, 'esm-pkg/app.handler')), { kind: 'type-module', esm: true });
         assert.deepEqual(json(await one(node, transport, 'cjs-ext.handler')), { kind: 'cjs' });
         assert.deepEqual(json(await one(node, transport, 'nested.api.v1.handler')), { kind: 'nested' });
+        assert.deepEqual(json(await one(node, transport, 'lib/deep/file.handler')), { kind: 'dir/file' });
       });
 
       void test('a throwing handler posts {errorType, errorMessage, trace} with the error type header', async () => {

@@ -326,7 +326,14 @@ let current = null;
 /** @type {Promise<unknown> | null} */
 let inflight = null;
 let exiting = false;
-/** Run once when the event loop empties ('beforeExit'); replaced per invocation. */
+/**
+ * Run once when the event loop empties ('beforeExit'); replaced per invocation. This is how
+ * callbackWaitsForEmptyEventLoop works, exactly as in Lambda's RIC: callback(null, result) with the flag set
+ * (the default) only stores a hook that posts the result on 'beforeExit', i.e. once no timers, sockets or
+ * other handles keep the loop alive. The idle keep-alive socket to the Runtime API does not count: node's
+ * Agent unrefs free sockets. With the flag cleared, or with context.done/succeed/fail or a returned promise,
+ * the result is posted at once and whatever is still pending runs on during the next invocation.
+ */
 let beforeExit = () => {};
 /** @type {{ functionName?: string, functionVersion?: string, memoryLimitInMB?: string, logGroupName?: string, logStreamName?: string }} */
 let fnInfo = {};

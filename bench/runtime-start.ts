@@ -11,8 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { RuntimeApiServer } from '../../src/sandbox/runtime-api.js';
-import { NODE_BOOTSTRAP, NODES, PYTHON, PYTHON_BOOTSTRAP, TestPort, lambdaEnv, spawnRuntime, waitFor, writeFiles } from './helpers.js';
+import { RuntimeApiServer } from '../src/sandbox/runtime-api.js';
+import { NODE_BOOTSTRAP, NODES, PYTHON, PYTHON_BOOTSTRAP, TestPort, lambdaEnv, spawnRuntime, waitFor, writeFiles } from '../test/runtimes/helpers.js';
 
 const runs = Number(process.argv[2] ?? 20);
 
