@@ -10,6 +10,7 @@ import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
 import { LogStore } from './logs/store.js';
 import { Pool } from './worker/pool.js';
+import { CodeCacheStore } from './worker/code-cache.js';
 import { Invoker } from './router/invoker.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
@@ -32,6 +33,8 @@ export interface ThawOptions {
   readonly initTimeoutMs?: number;
   /** Cap on stored log bytes. */
   readonly logCapBytes?: number;
+  /** Keep pre-started runtimes ready (namespaces driver only). Default true. */
+  readonly stemCells?: boolean;
 }
 
 export interface Thaw {
@@ -96,8 +99,10 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
     maxMemoryBytes: memory,
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
+    codeCaches: new CodeCacheStore(dataDir, logger),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
+  if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);
   const invoker = new Invoker(registry, pool, region, logger);
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(

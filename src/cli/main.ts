@@ -1,16 +1,33 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { registerAlias } from './alias.js';
+import { registerDeploy } from './deploy.js';
+import { describeError } from './errors.js';
+import { registerFunctions } from './functions.js';
+import { registerInvoke } from './invoke.js';
+import { registerLogs } from './logs.js';
 import { registerServe } from './serve.js';
 
 const program = new Command();
 program
   .name('thaw')
   .description('Thaw: serverless functions on your own machines, compatible with the AWS Lambda APIs')
-  .showHelpAfterError();
+  // Usage errors are one line too: `thaw: unknown option '--x'`.
+  .configureOutput({ outputError: (str, write) => write(`thaw: ${str.replace(/^error: /, '')}`) });
 
 registerServe(program);
+registerDeploy(program);
+registerInvoke(program);
+registerLogs(program);
+registerFunctions(program);
+registerAlias(program);
+
+// `thaw logs ... | head` closes stdout early: that is not an error worth a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  const msg = e instanceof InvalidArgumentError ? e.message : e instanceof Error ? e.message : String(e);
-  process.stderr.write(`thaw: ${msg}\n`);
+  process.stderr.write(`thaw: ${describeError(e)}\n`);
   process.exitCode = 1;
 });

@@ -1,14 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { startThaw } from '../app.js';
-import { createLogger } from '../util/log.js';
-
-export function intOption(min: number, max: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
+import { intOption } from './flags.js';
 
 export function registerServe(program: Command): void {
   program
@@ -24,6 +15,8 @@ export function registerServe(program: Command): void {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
+      // Loaded here so that client commands do not pay for the server's modules (SQLite, sandboxes, pino).
+      const [{ startThaw }, { createLogger }] = await Promise.all([import('../app.js'), import('../util/log.js')]);
       const logger = createLogger(o.logLevel);
       const thaw = await startThaw({
         port: o.port,

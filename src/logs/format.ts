@@ -13,12 +13,15 @@ export interface ReportFields {
   readonly initDurationMs?: number;
   readonly restoreDurationMs?: number;
   readonly status?: 'timeout' | 'error';
+  /** Thaw: how the environment of a cold start was made (plain, stem, code-cache, restore). */
+  readonly startPath?: string;
 }
 
 export function reportLine(f: ReportFields): string {
   let s = `REPORT RequestId: ${f.requestId}\tDuration: ${f.durationMs.toFixed(2)} ms\tBilled Duration: ${Math.max(1, Math.ceil(f.durationMs))} ms\tMemory Size: ${f.memorySizeMb} MB\tMax Memory Used: ${f.maxMemoryUsedMb} MB`;
   if (f.initDurationMs !== undefined) s += `\tInit Duration: ${f.initDurationMs.toFixed(2)} ms`;
   if (f.restoreDurationMs !== undefined) s += `\tRestore Duration: ${f.restoreDurationMs.toFixed(2)} ms`;
+  if (f.startPath !== undefined) s += `\tStart Path: ${f.startPath}`;
   if (f.status === 'timeout') s += '\tStatus: timeout';
   else if (f.status === 'error') s += '\tStatus: error';
   return `${s}\t`;

@@ -285,7 +285,9 @@ export class Cgroup {
     return dir === undefined ? undefined : join(dir, name);
   }
 
+  /** Set the limits; also raises or lowers them on a running cgroup. A no-op once removed. */
   async applyLimits(limits: CgroupLimits): Promise<void> {
+    if (this.removed !== undefined) return;
     const w = async (c: Controller, name: string, value: string | number, optional = false): Promise<void> => {
       const f = this.file(c, name);
       if (f === undefined) return;
@@ -299,8 +301,12 @@ export class Cgroup {
     const mem = Math.max(Math.floor(limits.memoryBytes), 4096);
     const pids = Math.max(Math.floor(limits.pids), 1);
     if (this.version === 1) {
+      // memsw (memory+swap) must be >= the memory limit; equal means swap cannot be used to dodge it. Raising
+      // a running cgroup's limit must raise memsw first, lowering it must lower memory first.
+      const memsw = this.file('memory', 'memory.memsw.limit_in_bytes');
+      const current = memsw === undefined ? Number.POSITIVE_INFINITY : Number(await readFile(memsw, 'utf8').catch(() => 'Infinity'));
+      if (mem > current) await w('memory', 'memory.memsw.limit_in_bytes', mem, true);
       await w('memory', 'memory.limit_in_bytes', mem);
-      // memsw (memory+swap) must be >= the memory limit; equal means swap cannot be used to dodge it.
       await w('memory', 'memory.memsw.limit_in_bytes', mem, true);
       await w('pids', 'pids.max', pids);
       await w('cpu', 'cpu.shares', Math.max(Math.round(limits.cpuShares), 2));
@@ -313,7 +319,7 @@ export class Cgroup {
         () => true,
         () => false,
       );
-      if (this.byController.has('memory') && !hasPeak) {
+      if (this.byController.has('memory') && !hasPeak && this.sampler === undefined) {
         // Kernels before 5.19 have no memory.peak: sample memory.current instead.
         this.sampler = setInterval(() => this.maxMemoryBytes(), 50);
         this.sampler.unref();

@@ -70,6 +70,11 @@ export interface Sandbox {
   kill(signal?: NodeJS.Signals): void;
   /** Peak memory use of the whole environment so far, in bytes. */
   maxMemoryBytes(): number;
+  /**
+   * Change the memory, pids and CPU limits of a running environment (a stem cell becoming a function). The
+   * /tmp size cannot change. Absent when the driver cannot do it.
+   */
+  updateLimits?(limits: SandboxLimits): Promise<void>;
   /** Kill everything still running and release host resources (cgroups, temporary directories). Idempotent. */
   destroy(): Promise<void>;
 }

@@ -4,13 +4,13 @@ import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { chmod, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ThawError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
-import type { ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { validateSpec, vmHwmBytes } from './process.js';
 
 /**
@@ -20,18 +20,22 @@ import { validateSpec, vmHwmBytes } from './process.js';
  *
  * Process tree (host view):
  *
- *   node ─ sh (joins the cgroup, exec) ─ bwrap ─ [pid 1] setpriv → perl init ─ socat (runtimeApiTcp only)
- *                                                                         └─ argv
+ *   node ─ sh (joins the cgroup, exec) ─ bwrap ─ [pid 1] perl "thaw-init" ─ argv (uid 993)
+ *                                                                       └─ TCP relay (runtimeApiTcp only)
  *
- * setpriv drops to an unprivileged uid (993, Lambda's sbx_user1051) with every capability and the
- * bounding set cleared before anything of the sandbox runs: root without capabilities could still write
- * host sysctls through /proc/sys, so the workload never runs as uid 0. The perl init (pid 1, ~2 ms) closes
- * inherited descriptors, starts the TCP forwarder for runtimeApiTcp and waits until it listens, runs argv
- * with exactly spec.env (received over a pipe, so no secret shows in a host `ps`), and reports argv's raw
- * wait status over a pipe: bwrap itself folds "killed by signal N" into exit code 128+N.
+ * The workload runs as an unprivileged uid (993, Lambda's sbx_user1051) with every capability, the
+ * bounding set included, cleared: bwrap run by root keeps uid 0 in the sandbox, and uid 0 even without
+ * capabilities can write host sysctls through /proc/sys. The perl init (pid 1, ~2 ms) closes inherited
+ * descriptors, opens the Runtime API TCP relay for runtimeApiTcp, drops privileges and runs argv with
+ * exactly spec.env (received over a pipe, so no secret shows in a host `ps`), and reports argv's raw wait
+ * status over a pipe: bwrap itself folds "killed by signal N" into exit code 128+N.
  *
- * Host files the sandbox sees must be readable by that uid (mount roots o+rx, files o+r). The Runtime API
- * socket is made connectable for it (chmod 0666) by start(). Its parent directory may stay private.
+ * The environment's cgroup holds bwrap and thaw-init too (and the relay: one process, plus two per open
+ * connection), so they count against limits.pids and limits.memoryBytes: about 2 processes and 5 MB.
+ *
+ * Host files the sandbox sees must be readable by that uid (mount roots o+rx, files o+r); their parent
+ * directories need not be, bwrap binds them as root. The Runtime API socket is made connectable for the
+ * sandbox user (chmod 0666) by start().
  */
 
 export const RUNTIME_API_TCP_PORT = 9001;
@@ -46,9 +50,7 @@ export interface NamespacesDriverOptions {
   readonly uid?: number;
   readonly gid?: number;
   readonly bwrap?: string;
-  readonly setpriv?: string;
   readonly perl?: string;
-  readonly socat?: string;
 }
 
 /** What runtimes need from /etc; everything else of the host's /etc stays out. */
@@ -83,13 +85,19 @@ const FD_PASSWD = 6;
 const FD_GROUP = 7;
 
 /**
- * pid 1 inside the sandbox, already unprivileged. @ARGV: socat path ('' = no forwarder), socket path, argv.
+ * pid 1 inside the sandbox: root with only CAP_SETUID, CAP_SETGID and CAP_SETPCAP, out of the workload's
+ * reach (another uid, and signals to a namespace's init are dropped). @ARGV: uid, gid, the prctl and capset
+ * syscall numbers, the Runtime API socket for the TCP relay ('' = none), then argv.
  * fd 4: the environment, NUL-separated NAME=value. fd 5: status lines to the host ("pid N", "status W",
  * "fail reason"). argv is held back until "pid N" is written, so the host always learns its pid first.
+ *
+ * The relay listens on 127.0.0.1:9001 before argv is forked, so the port is ready by construction (polling
+ * /proc/net/tcp costs ~10 ms on a large host: the kernel walks the whole TCP hash for each read). It copies
+ * bytes with two processes per connection, one per direction. Socket constants are Linux's generic ones.
  */
 const INIT = String.raw`
 $0 = 'thaw-init';
-my ($socat, $sock) = splice @ARGV, 0, 2;
+my ($uid, $gid, $prctl, $capset, $sock) = splice @ARGV, 0, 5;
 opendir my $d, '/proc/self/fd' or die "thaw-init: /proc/self/fd: $!\n";
 my @fds = grep { /^\d+$/ && $_ > 2 && $_ != 4 && $_ != 5 } readdir $d;
 closedir $d;
@@ -100,26 +108,49 @@ close $in;
 open my $st, '>&=', 5 or die "thaw-init: status: $!\n";
 select((select($st), $| = 1)[0]);
 sub fail { print $st "fail $_[0]\n"; exit 1 }
-if ($socat ne '') {
+sub pump {
+  my ($from, $to) = @_;
+  while (1) {
+    my $n = sysread $from, my $buf, 65536;
+    last if !$n;
+    for (my $off = 0; $off < $n;) { my $w = syswrite $to, $buf, $n - $off, $off; return if !defined $w; $off += $w }
+  }
+  shutdown $to, 1;
+}
+if ($sock ne '') {
+  socket my $ls, 2, 1, 0 or fail("socket: $!");
+  setsockopt $ls, 1, 2, pack('i', 1);
+  bind $ls, pack('S n C4 x8', 2, 9001, 127, 0, 0, 1) or fail("bind 127.0.0.1:9001: $!");
+  listen $ls, 128 or fail("listen: $!");
   my $p = fork // fail("fork: $!");
   if (!$p) {
-    close $st; %ENV = ();
+    close $st; $SIG{CHLD} = 'IGNORE';
     open STDIN, '<', '/dev/null'; open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
-    exec { $socat } 'socat', 'TCP-LISTEN:9001,bind=127.0.0.1,fork,reuseaddr', "UNIX-CONNECT:$sock";
-    exit 127;
+    while (1) {
+      accept my $c, $ls or next;
+      my $h = fork;
+      if (!defined $h || $h) { close $c; next }
+      close $ls;
+      socket my $u, 1, 1, 0 or exit 1;
+      connect $u, pack('S a108', 1, $sock) or exit 1;
+      my $back = fork // exit 1;
+      if (!$back) { pump($u, $c); exit 0 }
+      pump($c, $u); exit 0;
+    }
   }
-  for (my $i = 0; ; $i++) {
-    open my $t, '<', '/proc/net/tcp' or fail("/proc/net/tcp: $!");
-    last if grep { /^\s*\d+:\s+0100007F:2329\s+0+:0+\s+0A\s/ } <$t>;
-    fail('runtime API forwarder exited') if waitpid($p, 1) == $p;
-    fail('runtime API forwarder is not listening') if $i >= 10000;
-    select undef, undef, undef, 0.0005;
-  }
+  close $ls;
 }
 pipe my $go_r, my $go_w or fail("pipe: $!");
 my $c = fork // fail("fork: $!");
 if (!$c) {
   close $st; close $go_w; sysread $go_r, my $go, 1; close $go_r;
+  # Drop to the sandbox user for good: bounding set, groups, gid, uid, then ambient and all other capabilities.
+  syscall $prctl, 24, $_, 0, 0, 0 for 0 .. 63;
+  $) = "$gid $gid"; $( = $gid; ($<, $>) = ($uid, $uid);
+  die "thaw-init: cannot switch to uid $uid\n" unless $< == $uid && $> == $uid && $( == $gid && $) == $gid;
+  syscall($prctl, 47, 4, 0, 0, 0) == 0 or die "thaw-init: ambient capabilities: $!\n";
+  my ($hdr, $caps) = (pack('LL', 0x20080522, 0), pack('L6', (0) x 6));
+  syscall($capset, $hdr, $caps) == 0 or die "thaw-init: capset: $!\n";
   %ENV = %env;
   exec { $ARGV[0] } @ARGV;
   print STDERR "thaw: cannot exec $ARGV[0]: $!\n";
@@ -135,6 +166,15 @@ while ((my $w = wait) != -1) {
 }
 fail('lost the main process');
 `;
+
+/** prctl and capset syscall numbers, for the init's privilege drop. */
+const SYSCALLS: Partial<Record<string, { prctl: number; capset: number }>> = {
+  x64: { prctl: 157, capset: 126 },
+  // The generic syscall table.
+  arm64: { prctl: 167, capset: 91 },
+  riscv64: { prctl: 167, capset: 91 },
+  loong64: { prctl: 167, capset: 91 },
+};
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -211,7 +251,8 @@ export class NamespacesDriver implements SandboxDriver {
   private cgroups: Promise<CgroupManager | null> | undefined;
   private readonly uid: number;
   private readonly gid: number;
-  private readonly bin: { bwrap: string; setpriv: string; perl: string; socat: string };
+  private readonly bin: { bwrap: string; perl: string };
+  private readonly syscalls: { prctl: number; capset: number };
   /** bwrap arguments for the system part of the tree, computed once from the host's layout. */
   private readonly systemArgs: readonly string[];
 
@@ -221,12 +262,10 @@ export class NamespacesDriver implements SandboxDriver {
     this.uid = opts.uid ?? 993;
     this.gid = opts.gid ?? 990;
     if (this.uid === 0 || this.gid === 0) throw new ThawError('Service', 'sandbox uid and gid must not be 0');
-    this.bin = {
-      bwrap: opts.bwrap ?? '/usr/bin/bwrap',
-      setpriv: opts.setpriv ?? '/usr/bin/setpriv',
-      perl: opts.perl ?? '/usr/bin/perl',
-      socat: opts.socat ?? '/usr/bin/socat',
-    };
+    this.bin = { bwrap: opts.bwrap ?? '/usr/bin/bwrap', perl: opts.perl ?? '/usr/bin/perl' };
+    const syscalls = SYSCALLS[process.arch];
+    if (syscalls === undefined) throw new ThawError('Service', `namespaces sandbox not supported on ${process.arch}`);
+    this.syscalls = syscalls;
     this.systemArgs = systemArgs();
   }
 
@@ -236,7 +275,6 @@ export class NamespacesDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<Sandbox> {
     validateSpec(spec);
-    if (!(spec.limits.tmpBytes > 0)) throw new ThawError('Service', `sandbox ${spec.id}: tmpBytes must be positive`);
     await this.checkMounts(spec);
     if (spec.runtimeApiTcp === true && spec.runtimeApiSocket === undefined) {
       throw new ThawError('Service', `sandbox ${spec.id}: runtimeApiTcp needs runtimeApiSocket`);
@@ -254,32 +292,33 @@ export class NamespacesDriver implements SandboxDriver {
     const manager = await this.cgroups;
     const cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
 
-    const forwarder = spec.runtimeApiTcp === true ? [this.bin.socat, RUNTIME_API_SOCKET] : ['', ''];
     const command = [
       this.bin.bwrap,
       '--args',
       String(FD_ARGS),
-      this.bin.setpriv,
-      `--reuid=${this.uid}`,
-      `--regid=${this.gid}`,
-      '--clear-groups',
-      '--inh-caps=-all',
-      '--ambient-caps=-all',
-      '--bounding-set=-all',
-      '--',
       this.bin.perl,
       '-e',
       INIT,
-      ...forwarder,
+      String(this.uid),
+      String(this.gid),
+      String(this.syscalls.prctl),
+      String(this.syscalls.capset),
+      spec.runtimeApiTcp === true ? RUNTIME_API_SOCKET : '',
       ...spec.argv,
     ];
     const [file, ...args] =
       cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
-    const child = spawn(file as string, args, {
-      env: {},
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(file as string, args, {
+        env: {},
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      await cgroup?.remove();
+      throw new ThawError('Service', `sandbox ${spec.id} failed to start`, {}, { cause: err });
+    }
     if (child.pid === undefined) {
       const [err] = (await once(child, 'error')) as [Error];
       await cgroup?.remove();
@@ -335,7 +374,7 @@ export class NamespacesDriver implements SandboxDriver {
       '--as-pid-1',
       '--hostname',
       'localhost',
-      // Only what setpriv needs to switch to the sandbox uid; it then clears all of them.
+      // Only what the init needs to switch the workload to the sandbox uid; the workload gets none.
       '--cap-drop',
       'ALL',
       '--cap-add',
@@ -414,7 +453,7 @@ async function collect(stream: Readable): Promise<string> {
   stream.on('data', (chunk: string) => {
     if (text.length < 4096) text += chunk;
   });
-  await Promise.race([once(stream, 'end').catch(() => undefined), sleep(2000)]);
+  await Promise.race([once(stream, 'end').catch(() => undefined), sleep(2000, undefined, { ref: false })]);
   return text.slice(0, 4096);
 }
 
@@ -435,7 +474,7 @@ class NamespacesSandbox implements Sandbox {
 
   constructor(
     readonly id: string,
-    private readonly child: ChildProcess,
+    child: ChildProcess,
     private readonly cgroup: Cgroup | null,
     private readonly log: Logger,
   ) {
@@ -445,8 +484,9 @@ class NamespacesSandbox implements Sandbox {
       throw new ThawError('Service', `sandbox ${id} failed to spawn`);
     }
     this.pid = child.pid;
-    this.stdout = stdout;
-    this.stderr = stderr;
+    // Node discards child output nobody listens to once the child exits; these keep it for the caller.
+    this.stdout = stdout.pipe(new PassThrough());
+    this.stderr = stderr.pipe(new PassThrough());
     child.on('error', (err) => log.warn({ sandbox: id, err }, 'sandbox process error'));
 
     let signalReady: (failure: string | undefined) => void = () => undefined;
@@ -456,7 +496,7 @@ class NamespacesSandbox implements Sandbox {
       status.setEncoding('utf8');
       status.on('data', (chunk: string) => {
         buf += chunk;
-        if (buf.length > 65536) buf = buf.slice(-4096); // untrusted: the workload can write here too
+        if (buf.length > 65536) buf = buf.slice(-4096); // bounded, whatever arrives
         for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
@@ -503,7 +543,7 @@ class NamespacesSandbox implements Sandbox {
     } catch {
       // Already gone.
     }
-    await Promise.race([statusClosed, sleep(5000)]);
+    await Promise.race([statusClosed, sleep(5000, undefined, { ref: false })]);
     const oomKilled = this.cgroup?.oomKilled() ?? false;
     this.cgroup?.maxMemoryBytes();
     if (this.status !== undefined) return { ...decodeWaitStatus(this.status), oomKilled };
@@ -528,6 +568,10 @@ class NamespacesSandbox implements Sandbox {
     }
   }
 
+  async updateLimits(limits: SandboxLimits): Promise<void> {
+    await this.cgroup?.applyLimits(limits);
+  }
+
   maxMemoryBytes(): number {
     if (this.cgroup !== null) return this.cgroup.maxMemoryBytes();
     if (!this.done && this.main !== undefined) this.hwm = Math.max(this.hwm, vmHwmBytes(this.main) ?? 0);
@@ -550,8 +594,8 @@ class NamespacesSandbox implements Sandbox {
       }
       await this.exited;
       await this.cgroup?.remove();
-      this.child.stdout?.resume();
-      this.child.stderr?.resume();
+      this.stdout.resume();
+      this.stderr.resume();
     })();
     return this.destroyed;
   }

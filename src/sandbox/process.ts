@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { ThawError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
-import type { ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 
 /**
  * The plain process driver: child_process.spawn with exactly spec.env, no isolation at all. For development
@@ -48,13 +48,32 @@ export function vmHwmBytes(pid: number): number | undefined {
   }
 }
 
+/**
+ * Checks every driver makes before starting anything. Strings travel NUL-separated to bwrap and to the
+ * sandbox init, so a NUL anywhere could smuggle in extra arguments: refused, like any other malformed spec.
+ */
 export function validateSpec(spec: SandboxSpec): void {
-  if (!SPEC_ID.test(spec.id)) throw new ThawError('Service', `invalid sandbox id ${JSON.stringify(spec.id)}`);
-  if (spec.argv.length === 0 || spec.argv[0] === '') throw new ThawError('Service', `sandbox ${spec.id}: empty argv`);
+  const bad = (why: string, fields: Record<string, unknown> = {}): ThawError =>
+    new ThawError('Service', `invalid sandbox spec ${JSON.stringify(spec.id)}: ${why}`, fields);
+  const nul = (s: string): boolean => s.includes('\0');
+  if (!SPEC_ID.test(spec.id)) throw bad('id must match [a-z0-9][a-z0-9-]*');
+  if (spec.argv.length === 0 || spec.argv[0] === '') throw bad('empty argv');
+  if (spec.argv.some(nul)) throw bad('NUL in argv');
+  if (!spec.cwd.startsWith('/') || nul(spec.cwd)) throw bad('cwd must be an absolute path', { cwd: spec.cwd });
   for (const m of spec.mounts) {
-    if (!m.sandbox.startsWith('/') || !m.host.startsWith('/')) {
-      throw new ThawError('Service', `sandbox ${spec.id}: mount paths must be absolute`, { mount: m });
+    if (!m.sandbox.startsWith('/') || !m.host.startsWith('/') || nul(m.host) || nul(m.sandbox)) {
+      throw bad('mount paths must be absolute', { mount: m });
     }
+  }
+  if (spec.runtimeApiSocket !== undefined && (!spec.runtimeApiSocket.startsWith('/') || nul(spec.runtimeApiSocket))) {
+    throw bad('runtimeApiSocket must be an absolute path');
+  }
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (k === '' || k.includes('=') || nul(k) || nul(v)) throw bad('malformed environment variable', { name: k });
+  }
+  const { memoryBytes, pids, cpuShares, tmpBytes } = spec.limits;
+  if (![memoryBytes, pids, cpuShares, tmpBytes].every((n) => Number.isFinite(n) && n > 0)) {
+    throw bad('limits must be positive numbers', { limits: spec.limits });
   }
 }
 
@@ -96,12 +115,18 @@ export class ProcessDriver implements SandboxDriver {
     const script = [cgroup?.joinScript(), 'PWD' in env ? undefined : 'unset PWD', 'exec "$@"']
       .filter((s) => s !== undefined)
       .join(' && ');
-    const child = spawn('/bin/sh', ['-c', script, 'thaw-sandbox', ...argv], {
-      env,
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', script, 'thaw-sandbox', ...argv], {
+        env,
+        cwd,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+    } catch (err) {
+      await cgroup?.remove();
+      throw new ThawError('Service', `sandbox ${spec.id} failed to start`, {}, { cause: err });
+    }
     if (child.pid === undefined) {
       const [err] = (await once(child, 'error')) as [Error];
       await cgroup?.remove();
@@ -122,14 +147,15 @@ class ProcessSandbox implements Sandbox {
 
   constructor(
     readonly id: string,
-    private readonly child: ChildProcess,
+    child: ChildProcess,
     readonly pid: number,
     private readonly cgroup: Cgroup | null,
     private readonly log: Logger,
   ) {
     if (child.stdout === null || child.stderr === null) throw new Error('spawned without stdout/stderr pipes');
-    this.stdout = child.stdout;
-    this.stderr = child.stderr;
+    // Node discards child output nobody listens to once the child exits; these keep it for the caller.
+    this.stdout = child.stdout.pipe(new PassThrough());
+    this.stderr = child.stderr.pipe(new PassThrough());
     child.on('error', (err) => log.warn({ sandbox: id, err }, 'sandbox process error'));
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => resolve(this.finish(code, signal)));
@@ -173,6 +199,10 @@ class ProcessSandbox implements Sandbox {
     }
   }
 
+  async updateLimits(limits: SandboxLimits): Promise<void> {
+    await this.cgroup?.applyLimits(limits);
+  }
+
   maxMemoryBytes(): number {
     if (this.cgroup !== null) return this.cgroup.maxMemoryBytes();
     if (!this.done) this.hwm = Math.max(this.hwm, vmHwmBytes(this.pid) ?? 0);
@@ -184,9 +214,9 @@ class ProcessSandbox implements Sandbox {
       if (!this.done) await this.killRest();
       await this.exited;
       await this.cgroup?.remove();
-      // Streams of processes that are gone end by themselves; make sure nobody waits on a half-read pipe.
-      this.child.stdout?.resume();
-      this.child.stderr?.resume();
+      // Output nobody read is dropped, so the pipes close.
+      this.stdout.resume();
+      this.stderr.resume();
     })();
     return this.destroyed;
   }

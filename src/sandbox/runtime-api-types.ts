@@ -49,6 +49,18 @@ export interface EnvironmentPort {
   restoreNext(signal: AbortSignal): Promise<void>;
   /** POST /runtime/restore/error */
   restoreError(report: RuntimeErrorReport): RuntimeApiResult;
+
+  // Thaw extensions, used only by Thaw's own runtimes (paths under /2018-06-01/runtime/thaw/).
+
+  /**
+   * GET /runtime/thaw/specialize: a stem cell (a runtime started before it knew its function) waits here.
+   * Resolves with the environment variables of the function it becomes, once its code is in place.
+   */
+  specialize?(signal: AbortSignal): Promise<Readonly<Record<string, string>>>;
+  /** GET /runtime/thaw/code-cache: the post-init code cache of this version, and whether to produce one. */
+  codeCache?(): { readonly data?: Buffer; readonly produce: boolean };
+  /** POST /runtime/thaw/code-cache: the runtime uploads the code cache it produced after Init. */
+  storeCodeCache?(data: Buffer): RuntimeApiResult;
 }
 
 /** Largest response or error body a runtime may post (Lambda: 6 MB + 100 bytes, 6291556, for synchronous responses). */

@@ -163,6 +163,8 @@ type TaggedSocket = net.Socket & { [ENV]?: Env };
 
 const PREFIX = '/2018-06-01/runtime/';
 const INVOCATION = 'invocation/';
+/** Largest code cache a runtime may upload. */
+const MAX_CODE_CACHE_BYTES = 256 * 1024 * 1024;
 const ERROR_TYPE_HEADER = 'lambda-runtime-function-error-type';
 
 const ACCEPTED_BODY = Buffer.from('{"status":"OK"}');
@@ -177,7 +179,10 @@ type Route =
   | 'error'
   | 'init-error'
   | 'restore-next'
-  | 'restore-error';
+  | 'restore-error'
+  | 'specialize'
+  | 'code-cache'
+  | 'code-cache-post';
 
 export class RuntimeApiServer {
   private readonly log: Logger;
@@ -298,6 +303,12 @@ export class RuntimeApiServer {
         case 'restore/error':
           route = 'restore-error';
           break;
+        case 'thaw/specialize':
+          route = 'specialize';
+          break;
+        case 'thaw/code-cache':
+          route = req.method === 'POST' ? 'code-cache-post' : 'code-cache';
+          break;
         default:
           if (path.startsWith(INVOCATION)) {
             const slash = path.indexOf('/', INVOCATION.length);
@@ -315,7 +326,7 @@ export class RuntimeApiServer {
       sendBody(res, 404, NOT_FOUND_BODY);
       return;
     }
-    const wantGet = route === 'next' || route === 'restore-next';
+    const wantGet = route === 'next' || route === 'restore-next' || route === 'specialize' || route === 'code-cache';
     if (req.method !== (wantGet ? 'GET' : 'POST')) {
       res.writeHead(405, ['Allow', wantGet ? 'GET' : 'POST', 'Content-Length', '0']);
       res.end();
@@ -343,7 +354,58 @@ export class RuntimeApiServer {
       case 'restore-error':
         this.post(env, req, res, route, '');
         return;
+      case 'specialize':
+        this.specialize(env, res);
+        return;
+      case 'code-cache': {
+        const c = env.port.codeCache?.() ?? { produce: false };
+        const body = c.data ?? EMPTY;
+        res.writeHead(c.data === undefined ? 204 : 200, ['Content-Length', String(body.length), 'Thaw-Code-Cache', c.produce ? 'produce' : 'use']);
+        res.end(body);
+        return;
+      }
+      case 'code-cache-post':
+        readBody(req, (body) => {
+          if (env.closed) {
+            res.destroy();
+            return;
+          }
+          sendResult(res, body === null ? RAPI_ERRORS.RequestEntityTooLarge : (env.port.storeCodeCache?.(body) ?? ACCEPTED));
+        }, MAX_CODE_CACHE_BYTES);
+        return;
     }
+  }
+
+  /** Thaw extension: a stem cell's long poll for the function it becomes (the environment variables to apply). */
+  private specialize(env: Env, res: http.ServerResponse): void {
+    const port = env.port;
+    if (port.specialize === undefined) {
+      sendResult(res, invalidStateTransition(RAPI_RUNTIME_STATES.Ready, RAPI_RUNTIME_STATES.Started));
+      return;
+    }
+    const poll = new AbortController();
+    let pending = true;
+    const cancel = (): void => {
+      if (!pending) return;
+      pending = false;
+      env.polls.delete(cancel);
+      poll.abort();
+    };
+    env.polls.add(cancel);
+    res.once('close', cancel);
+    port.specialize(poll.signal).then((vars) => {
+      if (!pending) return;
+      pending = false;
+      env.polls.delete(cancel);
+      const body = Buffer.from(JSON.stringify(vars));
+      res.writeHead(200, ['Content-Type', 'application/json', 'Content-Length', String(body.length)]);
+      res.end(body);
+    }, (err: unknown) => {
+      if (!pending) return;
+      pending = false;
+      env.polls.delete(cancel);
+      sendResult(res, isErrorResult(err) ? err : RAPI_ERRORS.InternalServerError);
+    });
   }
 
   private longPoll(env: Env, res: http.ServerResponse, restore: boolean): void {
@@ -474,11 +536,11 @@ export class RuntimeApiServer {
  * soon as it is known to be too large (the rest is then discarded as it arrives, keeping the connection usable).
  * If the runtime hangs up mid-body, it never calls back: nobody is left to answer.
  */
-function readBody(req: http.IncomingMessage, done: (body: Buffer | null) => void): void {
+function readBody(req: http.IncomingMessage, done: (body: Buffer | null) => void, limit = MAX_RUNTIME_RESPONSE_BYTES): void {
   const declared = req.headers['content-length'];
   if (declared !== undefined) {
     const length = Number(declared);
-    if (length > MAX_RUNTIME_RESPONSE_BYTES) {
+    if (length > limit) {
       req.resume();
       done(null);
       return;
@@ -504,7 +566,7 @@ function readBody(req: http.IncomingMessage, done: (body: Buffer | null) => void
   req.on('data', (chunk: Buffer) => {
     if (tooLarge) return;
     size += chunk.length;
-    if (size > MAX_RUNTIME_RESPONSE_BYTES) {
+    if (size > limit) {
       tooLarge = true;
       chunks.length = 0;
       done(null);

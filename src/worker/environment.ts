@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
-import type { Sandbox, SandboxDriver } from '../sandbox/driver.js';
+import type { Mount, Sandbox, SandboxDriver, SandboxLimits } from '../sandbox/driver.js';
 import { RUNTIME_API_SOCKET } from '../sandbox/driver.js';
 import { ACCEPTED, RAPI_ERRORS, RAPI_RUNTIME_STATES as S, invalidStateTransition, type RuntimeApiServer } from '../sandbox/runtime-api.js';
 import type {
@@ -11,6 +11,7 @@ import type { VersionRecord } from '../control/model.js';
 import { functionArn } from '../control/arn.js';
 import type { RuntimeDef } from './runtimes.js';
 import { LineSplitter } from './lines.js';
+import type { CodeCacheHandle } from './code-cache.js';
 import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js';
 
 /**
@@ -18,9 +19,10 @@ import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js
  * time, through its own Runtime API endpoint.
  *
  *   starting ─> initializing ─> idle ⇄ busy ─> stopping ─> stopped
- *        └──────────┴──────────────┴─────┴──> (failure) stopping
+ *        └─> stem ─┘  (a stem cell waits, without a function, until it is specialised)
+ *   any state ──> (failure) stopping
  */
-export type EnvState = 'starting' | 'initializing' | 'idle' | 'busy' | 'stopping' | 'stopped';
+export type EnvState = 'starting' | 'stem' | 'initializing' | 'idle' | 'busy' | 'stopping' | 'stopped';
 
 export interface LogEntry { readonly requestId: string | null; readonly timestamp: number; readonly message: string }
 
@@ -45,9 +47,11 @@ export interface InvokeOutcome {
 }
 
 export interface EnvironmentOptions {
-  readonly version: VersionRecord;
+  /** The function version; absent for a stem cell, which learns it when specialised. */
+  readonly version?: VersionRecord;
   readonly runtime: RuntimeDef;
-  readonly codeDir: string;
+  /** Host directory of the code (plain starts). */
+  readonly codeDir?: string;
   readonly driver: SandboxDriver;
   readonly rapi: RuntimeApiServer;
   readonly socketDir: string;
@@ -57,6 +61,10 @@ export interface EnvironmentOptions {
   readonly onStrayLog: (entries: readonly LogEntry[]) => void;
   readonly initTimeoutMs?: number;
   readonly shutdownGraceMs?: number;
+  /** The post-init code cache of this version (Node runtimes). */
+  readonly codeCache?: CodeCacheHandle;
+  /** Called once when the environment has stopped and released its sandbox. */
+  readonly onStopped?: () => void;
 }
 
 interface Current {
@@ -77,6 +85,8 @@ export class Environment implements EnvironmentPort {
   lastUsed = Date.now();
   private sandbox?: Sandbox;
   private initStarted = 0;
+  /** How this environment was started, for the log and metrics: plain, stem, code-cache, restore. */
+  readonly startPath = new Set<string>();
   private initDurationMs?: number;
   private initLog: LogEntry[] = [];
   private initWaiter?: { resolve: () => void; reject: (e: InitFailure) => void };
@@ -84,38 +94,50 @@ export class Environment implements EnvironmentPort {
   private pendingNext?: { resolve: (r: InvocationRequest) => void; reject: (e: Error) => void };
   private queued?: InvocationRequest;
   private current?: Current;
-  private readonly logStream: string;
   private exitedPromise?: Promise<void>;
 
+  private v?: VersionRecord;
+  private logStream = '';
+  private address = '';
+  private specializeWaiter?: { resolve: (env: Readonly<Record<string, string>>) => void; reject: (e: Error) => void };
+  private stemReady?: () => void;
+  private codeCacheHandle?: CodeCacheHandle;
+
   constructor(private readonly o: EnvironmentOptions) {
-    const d = new Date();
-    this.logStream = `${d.getUTCFullYear()}/${String(d.getUTCMonth() + 1).padStart(2, '0')}/${String(d.getUTCDate()).padStart(2, '0')}/[${o.version.version}]${this.id.slice(1)}`;
+    if (o.version !== undefined) this.bind(o.version);
+    if (o.codeCache !== undefined) this.codeCacheHandle = o.codeCache;
   }
 
   get version(): VersionRecord {
-    return this.o.version;
+    if (this.v === undefined) throw new Error(`environment ${this.id} is a stem cell without a function`);
+    return this.v;
   }
 
-  /**
-   * Start the sandbox and run Init. Resolves when the runtime first asks for an invocation; rejects with an
-   * InitFailure (carrying Lambda's error payload) when Init fails, crashes or takes longer than the init timeout.
-   */
-  async start(): Promise<void> {
+  /** True for a stem cell that has not been specialised yet. */
+  get isStem(): boolean {
+    return this.v === undefined;
+  }
+
+  private bind(version: VersionRecord): void {
+    this.v = version;
+    const d = new Date();
+    this.logStream = `${d.getUTCFullYear()}/${String(d.getUTCMonth() + 1).padStart(2, '0')}/${String(d.getUTCDate()).padStart(2, '0')}/[${version.version}]${this.id.slice(1)}`;
+  }
+
+  /** The Lambda variables plus the function's own, for this environment. */
+  private functionEnv(version: VersionRecord): Record<string, string> {
     const { o } = this;
+    const c = version.config;
     const unix = o.driver.runtimeApiTransport === 'unix';
-    const socketPath = join(o.socketDir, `${this.id}.sock`);
-    const { address } = await o.rapi.attach(this.id, this, unix ? { transport: 'unix', socketPath } : { transport: 'tcp' });
-    const c = o.version.config;
-    const mounts = [{ host: o.codeDir, sandbox: '/var/task' }, ...o.runtime.mounts];
     const env: Record<string, string> = {
       ...o.runtime.env,
       ...c.env,
-      AWS_LAMBDA_FUNCTION_NAME: o.version.functionName,
-      AWS_LAMBDA_FUNCTION_VERSION: o.version.version,
+      AWS_LAMBDA_FUNCTION_NAME: version.functionName,
+      AWS_LAMBDA_FUNCTION_VERSION: version.version,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(c.memoryMb),
-      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${o.version.functionName}`,
+      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${version.functionName}`,
       AWS_LAMBDA_LOG_STREAM_NAME: this.logStream,
-      AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : address,
+      AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
       AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
       AWS_REGION: o.region,
       AWS_DEFAULT_REGION: o.region,
@@ -125,32 +147,130 @@ export class Environment implements EnvironmentPort {
       ...(c.handler === null ? {} : { _HANDLER: c.handler }),
     };
     env.LANG ??= 'en_US.UTF-8';
-    for (const k of ['LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']) env[k] = o.driver.resolve(env[k] as string, mounts);
-    const memoryBytes = c.memoryMb * 1024 * 1024;
+    return env;
+  }
+
+  private static limitsFor(memoryMb: number, ephemeralMb: number): SandboxLimits {
+    return {
+      memoryBytes: memoryMb * 1024 * 1024,
+      pids: 1024,
+      // Lambda gives one full vCPU at 1769 MB, proportionally less or more.
+      cpuShares: Math.max(2, Math.round((memoryMb / 1769) * 1024)),
+      tmpBytes: ephemeralMb * 1024 * 1024,
+    };
+  }
+
+  /**
+   * Start the sandbox and run Init. Resolves when the runtime first asks for an invocation; rejects with an
+   * InitFailure (carrying Lambda's error payload) when Init fails, crashes or takes longer than the init timeout.
+   */
+  async start(): Promise<void> {
+    const { o } = this;
+    const version = this.version;
+    const c = version.config;
+    const unix = o.driver.runtimeApiTransport === 'unix';
+    await this.attach();
+    const mounts = [{ host: o.codeDir ?? '', sandbox: '/var/task' }, ...o.runtime.mounts];
+    const env = this.functionEnv(version);
     // AWS_LAMBDA_EXEC_WRAPPER: Lambda runs the wrapper with the runtime's command line as its arguments. The
     // wrapper may start anything, so it also gets the Runtime API on TCP.
     const wrapper = o.runtime.family === 'provided' ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
     const argv = o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined);
+    this.beginInit();
+    const initDone = this.initPromise();
+    await this.launch({
+      mounts,
+      argv: wrapper === undefined ? argv : [wrapper, ...argv],
+      env,
+      limits: Environment.limitsFor(c.memoryMb, c.ephemeralMb),
+      tcp: o.runtime.tcpRuntimeApi || wrapper !== undefined,
+    });
+    await this.awaitInit(initDone);
+  }
+
+  /**
+   * Start a stem cell: the runtime boots inside its sandbox with an empty /var/task (`stemDir`, on a shared
+   * mount) and waits to be specialised. Resolves once the runtime is waiting.
+   */
+  async startStem(stemDir: string, limits: { memoryMb: number; ephemeralMb: number }): Promise<void> {
+    const { o } = this;
+    const unix = o.driver.runtimeApiTransport === 'unix';
+    await this.attach();
+    const mounts = [{ host: stemDir, sandbox: '/var/task' }, ...o.runtime.mounts];
+    const env: Record<string, string> = {
+      ...o.runtime.env,
+      AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
+      LAMBDA_TASK_ROOT: '/var/task',
+      LAMBDA_RUNTIME_DIR: '/var/runtime',
+      TZ: ':UTC',
+      LANG: 'en_US.UTF-8',
+    };
+    const ready = new Promise<void>((resolve) => { this.stemReady = resolve; });
+    await this.launch({
+      mounts,
+      argv: [...o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined), '--stem'],
+      env,
+      limits: Environment.limitsFor(limits.memoryMb, limits.ephemeralMb),
+      tcp: false,
+    });
+    const exited = this.exitedPromise?.then(() => { throw new Error('stem cell exited before it was ready'); });
+    await Promise.race([ready, exited]);
+  }
+
+  /**
+   * Turn a waiting stem cell into an environment of `version`: its code is mounted at /var/task (by
+   * `mountCode`), its limits applied, and its Init runs. Same outcome as start().
+   */
+  async specialise(version: VersionRecord, mountCode: () => Promise<void>, codeCache: CodeCacheHandle | undefined): Promise<void> {
+    if (this.state !== 'stem' || this.specializeWaiter === undefined) throw new Error(`environment ${this.id} is ${this.state}, not a waiting stem cell`);
+    this.bind(version);
+    if (codeCache !== undefined) this.codeCacheHandle = codeCache;
+    this.startPath.add('stem');
+    this.beginInit();
+    const initDone = this.initPromise();
+    const c = version.config;
+    try {
+      await mountCode();
+      await this.sandbox?.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb));
+    } catch (e) {
+      this.failInit(new InitFailure('Runtime.Unknown', `Failed to specialise the execution environment: ${(e as Error).message}`));
+    }
+    const w = this.specializeWaiter;
+    this.specializeWaiter = undefined;
+    w?.resolve(this.functionEnv(version));
+    await this.awaitInit(initDone);
+  }
+
+  private async attach(): Promise<void> {
+    const { o } = this;
+    const unix = o.driver.runtimeApiTransport === 'unix';
+    const socketPath = join(o.socketDir, `${this.id}.sock`);
+    this.address = (await o.rapi.attach(this.id, this, unix ? { transport: 'unix', socketPath } : { transport: 'tcp' })).address;
+  }
+
+  private beginInit(): void {
     this.initStarted = performance.now();
     this.state = 'initializing';
-    this.initLog.push({ requestId: null, timestamp: Date.now(), message: initStartLine(o.runtime.id, o.runtime.binary.version) });
-    const initDone = new Promise<void>((resolve, reject) => { this.initWaiter = { resolve, reject }; });
+    this.initLog.push({ requestId: null, timestamp: Date.now(), message: initStartLine(this.o.runtime.id, this.o.runtime.binary.version) });
+  }
+
+  private initPromise(): Promise<void> {
+    return new Promise<void>((resolve, reject) => { this.initWaiter = { resolve, reject }; });
+  }
+
+  private async launch(l: { mounts: Mount[]; argv: string[]; env: Record<string, string>; limits: SandboxLimits; tcp: boolean }): Promise<void> {
+    const { o } = this;
+    const unix = o.driver.runtimeApiTransport === 'unix';
     try {
       this.sandbox = await o.driver.start({
         id: this.id,
-        mounts,
-        argv: wrapper === undefined ? argv : [wrapper, ...argv],
-        env,
+        mounts: l.mounts,
+        argv: l.argv,
+        env: l.env,
         cwd: '/var/task',
-        limits: {
-          memoryBytes,
-          pids: 1024,
-          // Lambda gives one full vCPU at 1769 MB, proportionally less or more.
-          cpuShares: Math.max(2, Math.round((c.memoryMb / 1769) * 1024)),
-          tmpBytes: c.ephemeralMb * 1024 * 1024,
-        },
-        ...(unix ? { runtimeApiSocket: socketPath } : {}),
-        ...(o.runtime.tcpRuntimeApi || wrapper !== undefined ? { runtimeApiTcp: true } : {}),
+        limits: l.limits,
+        ...(unix ? { runtimeApiSocket: join(o.socketDir, `${this.id}.sock`) } : {}),
+        ...(l.tcp ? { runtimeApiTcp: true } : {}),
       });
     } catch (e) {
       await this.destroy();
@@ -160,7 +280,11 @@ export class Environment implements EnvironmentPort {
     this.sandbox.stdout.pipe(new LineSplitter(split));
     this.sandbox.stderr.pipe(new LineSplitter(split));
     this.exitedPromise = this.sandbox.exited.then((x) => this.onExit(x.code, x.signal, x.oomKilled));
-    const timer = setTimeout(() => this.failInit(new InitFailure('Sandbox.Timedout', `INIT_REPORT Init Duration: ${(o.initTimeoutMs ?? 10_000).toFixed(2)} ms Phase: init Status: timeout`)), o.initTimeoutMs ?? 10_000);
+  }
+
+  private async awaitInit(initDone: Promise<void>): Promise<void> {
+    const limit = this.o.initTimeoutMs ?? 10_000;
+    const timer = setTimeout(() => this.failInit(new InitFailure('Sandbox.Timedout', `INIT_REPORT Init Duration: ${limit.toFixed(2)} ms Phase: init Status: timeout`)), limit);
     try {
       await initDone;
     } catch (e) {
@@ -171,12 +295,26 @@ export class Environment implements EnvironmentPort {
     }
   }
 
+  /** The stem cell's runtime waits here to learn its function. */
+  specialize(signal: AbortSignal): Promise<Readonly<Record<string, string>>> {
+    if (this.state !== 'starting' || this.v !== undefined) return Promise.reject(invalidStateTransition(S.Ready, S.Started));
+    this.state = 'stem';
+    return new Promise((resolve, reject) => {
+      this.specializeWaiter = { resolve, reject };
+      signal.addEventListener('abort', () => {
+        if (this.specializeWaiter?.resolve === resolve) this.specializeWaiter = undefined;
+        reject(new Error('runtime disconnected'));
+      }, { once: true });
+      this.stemReady?.();
+    });
+  }
+
   /** Run one invocation. The environment must be idle. */
   invoke(input: InvokeInput, opts: { cold: boolean }): Promise<InvokeOutcome> {
     if (this.state !== 'idle') throw new Error(`environment ${this.id} is ${this.state}, not idle`);
     this.state = 'busy';
     this.lastUsed = Date.now();
-    const timeoutMs = this.o.version.config.timeoutSec * 1000;
+    const timeoutMs = this.version.config.timeoutSec * 1000;
     const req: InvocationRequest = {
       requestId: input.requestId,
       payload: input.payload,
@@ -189,7 +327,7 @@ export class Environment implements EnvironmentPort {
       const cur: Current = {
         input,
         started: performance.now(),
-        log: [...(opts.cold ? this.takeInitLog() : []), { requestId: input.requestId, timestamp: Date.now(), message: startLine(input.requestId, this.o.version.version) }],
+        log: [...(opts.cold ? this.takeInitLog() : []), { requestId: input.requestId, timestamp: Date.now(), message: startLine(input.requestId, this.version.version) }],
         ...(opts.cold && this.initDurationMs !== undefined ? { initDurationMs: this.initDurationMs } : {}),
         fatal: false,
         finish,
@@ -271,6 +409,27 @@ export class Environment implements EnvironmentPort {
     return ACCEPTED;
   }
 
+  startPathName(): string {
+    const p = [...this.startPath];
+    return p.length === 0 ? 'plain' : p.join('+');
+  }
+
+  codeCache(): { data?: Buffer; produce: boolean } {
+    const h = this.codeCacheHandle;
+    if (h === undefined || this.state !== 'initializing') return { produce: false };
+    const data = h.get();
+    if (data !== undefined) {
+      this.startPath.add('code-cache');
+      return { data, produce: false };
+    }
+    return { produce: h.claim() };
+  }
+
+  storeCodeCache(data: Buffer): RuntimeApiResult {
+    this.codeCacheHandle?.put(data);
+    return ACCEPTED;
+  }
+
   restoreNext(_signal: AbortSignal): Promise<void> {
     return Promise.reject(new Error('this environment was not restored from a snapshot'));
   }
@@ -309,9 +468,9 @@ export class Environment implements EnvironmentPort {
       message: reportLine({
         requestId: id,
         durationMs,
-        memorySizeMb: this.o.version.config.memoryMb,
+        memorySizeMb: this.version.config.memoryMb,
         maxMemoryUsedMb: Math.max(1, Math.round((this.sandbox?.maxMemoryBytes() ?? 0) / (1024 * 1024))),
-        ...(cur.initDurationMs === undefined ? {} : { initDurationMs: cur.initDurationMs }),
+        ...(cur.initDurationMs === undefined ? {} : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
         ...(cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
       }),
     });
@@ -330,7 +489,7 @@ export class Environment implements EnvironmentPort {
 
   private onTimeout(cur: Current): void {
     if (this.current !== cur || cur.response !== undefined) return;
-    const secs = this.o.version.config.timeoutSec.toFixed(2);
+    const secs = this.version.config.timeoutSec.toFixed(2);
     const id = cur.input.requestId;
     cur.log.push({ requestId: id, timestamp: Date.now(), message: `${new Date().toISOString()} ${id} Task timed out after ${secs} seconds` });
     cur.response = { payload: errorPayload('Sandbox.Timedout', `RequestId: ${id} Error: Task timed out after ${secs} seconds`), functionError: 'Unhandled' };
@@ -406,7 +565,10 @@ export class Environment implements EnvironmentPort {
 
   private async destroy(): Promise<void> {
     this.state = 'stopped';
+    this.specializeWaiter?.reject(new Error('environment is shut down'));
+    this.specializeWaiter = undefined;
     await this.sandbox?.destroy();
+    this.o.onStopped?.();
     this.pendingNext?.reject(new Error('environment is shut down'));
     this.pendingNext = undefined;
     await this.o.rapi.detach(this.id);

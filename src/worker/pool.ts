@@ -6,7 +6,9 @@ import type { VersionRecord } from '../control/model.js';
 import type { LogStore } from '../logs/store.js';
 import { endLine, reportLine, startLine } from '../logs/format.js';
 import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry } from './environment.js';
-import { runtimeTable } from './runtimes.js';
+import { runtimeTable, type RuntimeDef } from './runtimes.js';
+import { StemCells } from './stems.js';
+import { CodeCacheStore, type CodeCacheHandle } from './code-cache.js';
 
 export interface PoolOptions {
   readonly driver: SandboxDriver;
@@ -23,6 +25,8 @@ export interface PoolOptions {
   readonly maxEnvironments: number;
   readonly maxMemoryBytes: number;
   readonly initTimeoutMs?: number;
+  /** Post-init code caches; none when absent. */
+  readonly codeCaches?: CodeCacheStore;
 }
 
 export interface PoolOutcome extends InvokeOutcome {
@@ -42,6 +46,7 @@ export class Pool {
   private readonly retired = new Set<string>();
   private readonly reaper: NodeJS.Timeout;
   private closed = false;
+  private stems: StemCells | undefined;
 
   constructor(private readonly o: PoolOptions) {
     this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(o.keepAliveMs / 4))));
@@ -61,27 +66,52 @@ export class Pool {
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
     await this.makeRoom(version.config.memoryMb * 1024 * 1024);
-    const env = new Environment({
-      version,
-      runtime,
-      codeDir: this.o.codeDir(version.codeSha256),
-      driver: this.o.driver,
-      rapi: this.o.rapi,
-      socketDir: this.o.socketDir,
-      region: this.o.region,
-      logger: this.o.logger,
-      onStrayLog: (entries) => this.o.logs.append(version.functionName, version.version, entries),
-      ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
-    });
+    const codeDir = this.o.codeDir(version.codeSha256);
+    const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
+      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
+      : undefined;
+    const stem = this.stems?.eligible(version, runtime) === true ? this.stems.take(runtime.id) : undefined;
+    const env = stem ?? this.makeEnvironment(runtime, { version, codeDir, ...(codeCache === undefined ? {} : { codeCache }) });
     this.all.add(env);
     try {
-      await env.start();
+      if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
+      else await env.start();
     } catch (e) {
       this.all.delete(env);
       if (e instanceof InitFailure) return this.initFailed(version, input, e);
       throw e;
     }
     return this.run(env, key, input, true);
+  }
+
+  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void }): Environment {
+    const env: Environment = new Environment({
+      runtime,
+      driver: this.o.driver,
+      rapi: this.o.rapi,
+      socketDir: this.o.socketDir,
+      region: this.o.region,
+      logger: this.o.logger,
+      // Lines written outside an invocation belong to the environment's function (none yet for a stem cell).
+      onStrayLog: (entries) => {
+        if (!env.isStem) this.o.logs.append(env.version.functionName, env.version.version, entries);
+      },
+      ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
+      ...extra,
+    });
+    return env;
+  }
+
+  /** Keep stem cells ready for these runtimes (and for any Node runtime once it has a cold start). */
+  async enableStemCells(warm: readonly string[]): Promise<boolean> {
+    if (this.o.driver.name !== 'namespaces') return false;
+    this.stems = await StemCells.create({
+      make: (runtime, onStopped) => this.makeEnvironment(runtime, { onStopped }),
+      runtimes: runtimeTable(),
+      logger: this.o.logger,
+      warm,
+    });
+    return this.stems !== undefined;
   }
 
   private async run(env: Environment, key: string, input: InvokeInput, cold: boolean): Promise<PoolOutcome> {
@@ -177,6 +207,7 @@ export class Pool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.reaper);
+    await this.stems?.close();
     this.idle.clear();
     await Promise.all([...this.all].map((e) => e.stop()));
     this.all.clear();

@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RUNTIME_API_SOCKET, type SandboxDriver, type SandboxSpec } from '../../src/sandbox/driver.js';
-import { Collector, LIMITS, MiB, PATH, makeDir, newId, removeDir, run, runtimeApiServer, start, within } from './helpers.js';
+import { isThawError } from '../../src/util/errors.js';
+import { LIMITS, MiB, PATH, makeDir, newId, removeDir, run, runtimeApiServer, start, within } from './helpers.js';
 
 /**
  * The SandboxDriver conformance suite: every driver passes it. Real processes, real binaries of the host
@@ -71,6 +72,18 @@ export function runConformance(
       assert.match(r.stderr, /nonexistent\/bootstrap/);
     });
 
+    test('a malformed spec is refused before anything runs', T, async () => {
+      const refused = (e: unknown): boolean => isThawError(e) && e.code === 'Service';
+      // NUL-separated protocols underneath: a NUL must never turn into an extra argument.
+      await assert.rejects(driver.start(sh('true', { mounts: [{ host: `${code}\0--bind\0/\0/host`, sandbox: '/var/task' }] })), refused);
+      await assert.rejects(driver.start(spec({ argv: ['/bin/true', 'a\0b'] })), refused);
+      await assert.rejects(driver.start(sh('true', { env: { 'A=B': '1' } })), refused);
+      await assert.rejects(driver.start(sh('true', { env: { A: 'x\0y' } })), refused);
+      await assert.rejects(driver.start(sh('true', { id: 'Bad_Id' })), refused);
+      await assert.rejects(driver.start(sh('true', { cwd: 'relative' })), refused);
+      await assert.rejects(driver.start(sh('true', { limits: { ...LIMITS, memoryBytes: 0 } })), refused);
+    });
+
     test('stdout and stderr are captured separately', T, async () => {
       const r = await run(driver, sh('echo to-stdout; echo to-stderr >&2'));
       assert.equal(r.stdout, 'to-stdout\n');
@@ -97,12 +110,9 @@ export function runConformance(
     });
 
     test('the code mount is readable at its path, and read-only when the driver isolates', T, async () => {
-      const r = await run(
-        driver,
-        sh('cat "$1"; if echo x > "$2"; then echo WROTE; else echo DENIED; fi; cat ./hello.txt', {
-          argv: ['/bin/sh', '-c', '', 'sh', '/var/task/hello.txt', '/var/task/new.txt'],
-        }),
-      );
+      const script = 'cat "$1"; if echo x > "$2"; then echo WROTE; else echo DENIED; fi; cat ./hello.txt';
+      // Sandbox paths in argv: the process driver maps them to the mount's host directory itself.
+      const r = await run(driver, spec({ argv: ['/bin/sh', '-c', script, 'sh', '/var/task/hello.txt', '/var/task/new.txt'] }));
       assert.equal(r.exit.code, 0, r.stderr);
       const [first, verdict, third] = r.stdout.split('\n');
       assert.equal(first, 'hello from the code mount');
@@ -168,6 +178,30 @@ export function runConformance(
         await sb.destroy();
       }
       assert.ok(sb.maxMemoryBytes() >= 100 * MiB, 'the peak is still known after destroy');
+    });
+
+    test('updateLimits() raises the memory limit of a running environment', { ...T, skip: noLimits }, async (t) => {
+      // SIGUSR1 stays blocked until sigwait takes it: no window where it could be missed or interrupt a print.
+      const script = [
+        'import signal',
+        'signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})',
+        "print('ready', flush=True)",
+        'signal.sigwait({signal.SIGUSR1})',
+        "b = b'x' * (150 << 20)",
+        "print('allocated', flush=True)",
+      ].join('\n');
+      const { sb, out, err } = await start(driver, spec({ argv: [PYTHON, '-c', script], limits: { ...LIMITS, memoryBytes: 64 * MiB } }));
+      try {
+        if (sb.updateLimits === undefined) return t.skip('driver has no updateLimits');
+        await out.waitFor('ready');
+        await sb.updateLimits({ ...LIMITS, memoryBytes: 320 * MiB });
+        sb.kill('SIGUSR1');
+        const exit = await within(sb.exited, 60_000, 'exit after growing');
+        assert.deepEqual(exit, { code: 0, signal: null, oomKilled: false }, err.text);
+        assert.match(out.text, /allocated/);
+      } finally {
+        await sb.destroy();
+      }
     });
 
     test('kill(SIGTERM) reaches the process inside', T, async () => {
@@ -252,5 +286,3 @@ export function runConformance(
     });
   });
 }
-
-export { Collector };

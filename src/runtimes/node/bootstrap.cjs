@@ -23,6 +23,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const util = require('node:util');
 const { pathToFileURL } = require('node:url');
+const codeCache = require('./code-cache.cjs');
 
 const API = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
@@ -387,6 +388,7 @@ function postResult(inv, result) {
   settle(inv);
   // A non-202 (e.g. 413 for an oversized body) has already failed the invocation on the host: carry on.
   track(call('POST', `${API}/invocation/${encodeURIComponent(inv.id)}/response`, body, undefined));
+  codeCache.afterFirstInvocation(target);
 }
 
 /** @param {Invocation} inv @param {unknown} err @param {boolean} log */
@@ -513,7 +515,6 @@ function fatal(err) {
 
 async function main() {
   const env = process.env;
-  patchConsole(env);
   process.on('uncaughtException', (err) => {
     logError('Uncaught Exception', err);
     crash(err, 129);
@@ -544,6 +545,20 @@ async function main() {
     }
     target = { host: api.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(api.slice(colon + 1)), agent };
   }
+
+  if (argv.includes('--stem')) {
+    // A stem cell: started before it knew its function. The host answers once the code is at /var/task.
+    const reply = await call('GET', `${API}/thaw/specialize`, undefined, undefined);
+    if (reply.status !== 200) {
+      fatal(new Error(`specialisation refused (${reply.status})`));
+      return;
+    }
+    Object.assign(env, JSON.parse(reply.body.toString('utf8')));
+    // The working directory was the empty stem directory under the mount; enter the function's code.
+    process.chdir(env.LAMBDA_TASK_ROOT ?? '/var/task');
+  }
+  patchConsole(env);
+  await codeCache.setup((method, urlPath) => call(method, urlPath, undefined, undefined), env.LAMBDA_TASK_ROOT ?? process.cwd());
 
   const functionName = env.AWS_LAMBDA_FUNCTION_NAME;
   fnInfo = {

@@ -1,0 +1,135 @@
+// @ts-check
+'use strict';
+/**
+ * Thaw's post-init code cache for CommonJS handlers (runs inside the sandbox).
+ *
+ * Node compiles functions lazily: a code cache taken when a module is first compiled holds little more than its
+ * top level. Thaw compiles the function's own CommonJS files (under the task root and /opt) through vm.Script,
+ * and after the first invocation serialises each script's code cache, which then holds every function compiled
+ * during Init and that invocation. The host keeps it per code package and runtime binary and hands it to later
+ * cold starts, which skip parsing and compiling those functions. V8 checks each entry against the source and
+ * its flags, and ignores an entry that does not match.
+ *
+ * Wire format (GET/POST /2018-06-01/runtime/thaw/code-cache): repeated [u32 name length][name][u32 data length][data].
+ */
+const http = require('node:http');
+const Module = require('node:module');
+const path = require('node:path');
+const vm = require('node:vm');
+
+/** @type {Map<string, Buffer>} */
+const entries = new Map();
+/** @type {Array<[string, vm.Script]>} */
+const scripts = [];
+let produce = false;
+let rejected = 0;
+
+/** @param {Buffer} buf */
+function decode(buf) {
+  let o = 0;
+  while (o + 8 <= buf.length) {
+    const n = buf.readUInt32LE(o);
+    const name = buf.toString('utf8', o + 4, o + 4 + n);
+    o += 4 + n;
+    const d = buf.readUInt32LE(o);
+    entries.set(name, buf.subarray(o + 4, o + 4 + d));
+    o += 4 + d;
+  }
+}
+
+function encode() {
+  /** @type {Buffer[]} */
+  const parts = [];
+  for (const [name, script] of scripts) {
+    const data = script.createCachedData();
+    const n = Buffer.from(name);
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(n.length);
+    const dl = Buffer.allocUnsafe(4);
+    dl.writeUInt32LE(data.length);
+    parts.push(head, n, dl, data);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Compile the function's CommonJS files through vm.Script with their cached data.
+ * @param {string[]} roots
+ */
+function installHook(roots) {
+  const proto = /** @type {any} */ (Module.prototype);
+  const original = proto._compile;
+  proto._compile = function compile(/** @type {string} */ content, /** @type {string} */ filename, /** @type {unknown[]} */ ...rest) {
+    // Node 22+ passes a format ('module' for ES modules loaded by require): only plain CommonJS is ours.
+    const format = rest[0];
+    if ((format !== undefined && format !== 'commonjs') || !roots.some((r) => filename.startsWith(r))) {
+      return original.call(this, content, filename, ...rest);
+    }
+    const mod = this;
+    const cachedData = entries.get(filename);
+    let script;
+    try {
+      script = new vm.Script(Module.wrap(content), {
+        filename,
+        ...(cachedData === undefined ? {} : { cachedData }),
+        importModuleDynamically: /** @type {any} */ (vm.constants).USE_MAIN_CONTEXT_DEFAULT_LOADER,
+      });
+    } catch {
+      // Not a CommonJS script after all (e.g. ES module syntax Node detects by itself): Node's own path decides.
+      return original.call(this, content, filename, ...rest);
+    }
+    if (script.cachedDataRejected === true) rejected++;
+    if (produce) scripts.push([filename, script]);
+    const fn = script.runInThisContext({ displayErrors: true });
+    /** @type {any} */
+    const req = (/** @type {string} */ id) => mod.require(id);
+    req.resolve = (/** @type {string} */ request, /** @type {any} */ options) => /** @type {any} */ (Module)._resolveFilename(request, mod, false, options);
+    req.resolve.paths = (/** @type {string} */ request) => /** @type {any} */ (Module)._resolveLookupPaths(request, mod);
+    req.main = require.main;
+    req.extensions = /** @type {any} */ (Module)._extensions;
+    req.cache = /** @type {any} */ (Module)._cache;
+    return fn.call(mod.exports, mod.exports, req, mod, filename, path.dirname(filename));
+  };
+}
+
+/**
+ * Ask the host for this version's code cache and install the compile hook when there is one to use or to make.
+ * @param {(method: string, urlPath: string) => Promise<{ status: number, headers: http.IncomingHttpHeaders, body: Buffer }>} get
+ * @param {string} taskRoot
+ */
+async function setup(get, taskRoot) {
+  let reply;
+  try {
+    reply = await get('GET', '/2018-06-01/runtime/thaw/code-cache');
+  } catch {
+    return;
+  }
+  if (reply.status !== 200 && reply.status !== 204) return;
+  produce = reply.headers['thaw-code-cache'] === 'produce';
+  if (reply.status === 200) decode(reply.body);
+  if (produce || entries.size > 0) installHook([taskRoot.endsWith('/') ? taskRoot : `${taskRoot}/`, '/opt/']);
+}
+
+/**
+ * After the first invocation: serialise and upload, once, on a connection of its own (the runtime's own
+ * connection is busy with the next long poll).
+ * @param {http.RequestOptions} target
+ */
+function afterFirstInvocation(target) {
+  if (!produce) return;
+  produce = false;
+  setImmediate(() => {
+    let body;
+    try {
+      body = encode();
+    } catch {
+      return;
+    }
+    scripts.length = 0;
+    const req = http.request({ ...target, agent: false, method: 'POST', path: '/2018-06-01/runtime/thaw/code-cache', headers: { 'Content-Length': body.length } }, (res) => res.resume());
+    req.on('error', () => {});
+    req.end(body);
+  });
+}
+
+module.exports = { setup, afterFirstInvocation, stats: () => ({ entries: entries.size, rejected }) };
