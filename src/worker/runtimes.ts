@@ -1,8 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import type { Mount } from '../sandbox/driver.js';
 import { RUNTIME_API_SOCKET } from '../sandbox/driver.js';
 
@@ -33,16 +32,14 @@ const RUNTIMES_SRC = join(PACKAGE_ROOT, 'src', 'runtimes');
 
 const LAMBDA_PATH = '/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin';
 
-function nodeRuntime(id: string, pkg: string): RuntimeDef | undefined {
-  let dir: string;
-  try {
-    dir = dirname(createRequire(join(PACKAGE_ROOT, 'package.json')).resolve(`${pkg}/package.json`));
-  } catch {
-    return undefined;
-  }
+/** Where the pinned Node binary of a runtime lives (vendor/node-runtimes, installed by `npm install`). */
+export const nodeRuntimeDir = (major: 22 | 24): string => join(PACKAGE_ROOT, 'vendor', 'node-runtimes', 'node_modules', `node${major}`);
+
+function nodeRuntime(id: string, major: 22 | 24): RuntimeDef | undefined {
+  const dir = nodeRuntimeDir(major);
   const bin = join(dir, 'bin', 'node');
   if (!existsSync(bin)) return undefined;
-  const version = (createRequire(join(PACKAGE_ROOT, 'package.json'))(`${pkg}/package.json`) as { version: string }).version;
+  const version = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
   return {
     id,
     family: 'nodejs',
@@ -107,8 +104,8 @@ let table: ReadonlyMap<string, RuntimeDef> | undefined;
 export function runtimeTable(): ReadonlyMap<string, RuntimeDef> {
   if (table !== undefined) return table;
   const defs = [
-    nodeRuntime('nodejs24.x', 'node24'),
-    nodeRuntime('nodejs22.x', 'node22'),
+    nodeRuntime('nodejs24.x', 24),
+    nodeRuntime('nodejs22.x', 22),
     pythonRuntime(),
     providedRuntime('provided.al2023'),
     providedRuntime('provided.al2'),

@@ -5,6 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeRuntimeDir } from '../../src/worker/runtimes.js';
 import { ACCEPTED, RAPI_ERRORS, RAPI_RUNTIME_STATES, invalidStateTransition } from '../../src/sandbox/runtime-api.js';
 import type {
   EnvironmentPort,
@@ -18,8 +19,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const NODE_BOOTSTRAP = path.join(ROOT, 'src/runtimes/node/bootstrap.cjs');
 export const PYTHON_BOOTSTRAP = path.join(ROOT, 'src/runtimes/python/bootstrap.py');
 export const NODES = {
-  node24: path.join(ROOT, 'node_modules/node24/bin/node'),
-  node22: path.join(ROOT, 'node_modules/node22/bin/node'),
+  node24: path.join(nodeRuntimeDir(24), 'bin/node'),
+  node22: path.join(nodeRuntimeDir(22), 'bin/node'),
 } as const;
 export const PYTHON = '/usr/bin/python3';
 

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { RUNTIME_API_SOCKET, type SandboxDriver, type SandboxSpec } from '../../src/sandbox/driver.js';
 import { isThawError } from '../../src/util/errors.js';
 import { LIMITS, MiB, PATH, makeDir, newId, removeDir, run, runtimeApiServer, start, within } from './helpers.js';
+import { nodeRuntimeDir } from '../../src/worker/runtimes.js';
 
 /**
  * The SandboxDriver conformance suite: every driver passes it. Real processes, real binaries of the host
@@ -18,7 +19,7 @@ export interface ConformanceOptions {
 const PYTHON = '/usr/bin/python3';
 const CURL = '/usr/bin/curl';
 /** The Node that Thaw's nodejs runtimes use, mounted at /var/lang like the real runtime does. */
-const NODE_DIR = join(process.cwd(), 'node_modules', 'node24');
+const NODE_DIR = nodeRuntimeDir(24);
 
 export function runConformance(
   name: string,
