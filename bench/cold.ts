@@ -1,48 +1,97 @@
 /**
- * Plain cold starts per benchmark fixture, through the HTTP API: each sample drains the function's idle
- * environments and invokes once (request in to response out), recording the client latency, the Init Duration
- * and Max Memory Used from the REPORT line. Writes bench/results/cold.json.
+ * Cold starts per benchmark fixture through the HTTP API (request in to response out), side by side in one run:
+ *   plain       a runtime booted per environment (server started with --no-stem-cells --no-code-cache)
+ *   stem        a pre-started runtime specialised on demand, with the post-init code cache (the default)
+ *   node        baseline (a): a plain `node` process per request running the same handler, no sandbox
+ * Each sample drains the function's idle environments first. Samples of the three paths are interleaved so
+ * that the machine's noise falls on all of them alike. Writes bench/results/cold.json.
  *   npm run bench:cold [-- --samples 20 --fixtures hello,realistic,compute-init,extreme]
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { api, preparedFixture, send, signV4, summarise, writeResults, ms, type Scenario } from './lib.js';
-import { createFromDir, startBenchServer } from './server.js';
+import { ROOT, api, preparedFixture, send, signV4, summarise, writeResults, ms, type Scenario } from './lib.js';
+import { createFromDir, startBenchServer, type BenchServer } from './server.js';
+import { nodeRuntimeDir } from '../src/worker/runtimes.js';
 
-const { values } = parseArgs({ options: { samples: { type: 'string', default: '20' }, fixtures: { type: 'string', default: 'hello,realistic,compute-init,extreme' } } });
+const { values } = parseArgs({ options: { samples: { type: 'string', default: '20' }, fixtures: { type: 'string', default: 'hello,realistic,compute-init,extreme' }, pause: { type: 'string', default: '400' } } });
 const SAMPLES = Number(values.samples);
+const PAUSE = Number(values.pause);
 const fixtures = (values.fixtures ?? '').split(',').filter((f) => f !== '');
+const NODE = join(nodeRuntimeDir(24), 'bin', 'node');
 
-const s = await startBenchServer();
+interface Sample { latency: number; init?: number; memory?: number; path?: string }
+
+async function coldInvoke(s: BenchServer, fx: string): Promise<Sample> {
+  await api(s.agent, s.url, 'POST', `/thaw/v1/functions/${fx}/drain`);
+  const url = new URL(`/2015-03-31/functions/${fx}/invocations`, s.url);
+  const body = Buffer.from('{}');
+  const headers = signV4('POST', url, body, { 'x-amz-log-type': 'Tail' });
+  const t0 = process.hrtime.bigint();
+  const r = await send(s.agent, 'POST', url, body, headers);
+  const latency = ms(t0);
+  if (r.status !== 200 || r.headers['x-amz-function-error'] !== undefined) throw new Error(`${fx}: ${r.status} ${r.body.toString()}`);
+  const log = Buffer.from(String(r.headers['x-amz-log-result'] ?? ''), 'base64').toString();
+  const init = /Init Duration: ([\d.]+) ms/.exec(log);
+  if (init === null) throw new Error(`${fx}: not a cold start:\n${log}`);
+  const mem = /Max Memory Used: (\d+) MB/.exec(log);
+  const path = /Start Path: (\S+)/.exec(log);
+  return { latency, init: Number(init[1]), ...(mem === null ? {} : { memory: Number(mem[1]) }), ...(path === null ? {} : { path: path[1] as string }) };
+}
+
+function plainNode(dir: string): Promise<Sample> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const p = spawn(NODE, [join(ROOT, 'bench', 'plain-node.cjs'), dir, 'index.handler', '{}'], { env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.once('exit', (code) => (code === 0 && out.length > 0 ? resolve({ latency: ms(t0) }) : reject(new Error(`plain node exited ${code}`))));
+  });
+}
+
+const median = (xs: number[]): number | undefined => (xs.length === 0 ? undefined : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+
+const plain = await startBenchServer(['--no-stem-cells', '--no-code-cache']);
+const fast = await startBenchServer();
 const scenarios: Scenario[] = [];
 try {
   for (const fx of fixtures) {
-    await createFromDir(s, fx, preparedFixture(fx));
-    const url = new URL(`/2015-03-31/functions/${fx}/invocations`, s.url);
-    const body = Buffer.from('{}');
-    const headers = signV4('POST', url, body, { 'x-amz-log-type': 'Tail' });
-    const latency: number[] = [];
-    const init: number[] = [];
-    const memory: number[] = [];
+    const dir = preparedFixture(fx);
+    await createFromDir(plain, fx, dir);
+    await createFromDir(fast, fx, dir);
+    // One warm-up cold start each: the fast path produces its code cache here.
+    await coldInvoke(plain, fx);
+    await coldInvoke(fast, fx);
+    await plainNode(dir);
+    const results: Record<'plain' | 'stem' | 'node', Sample[]> = { plain: [], stem: [], node: [] };
     for (let i = 0; i < SAMPLES; i++) {
-      await api(s.agent, s.url, 'POST', `/thaw/v1/functions/${fx}/drain`);
-      const t0 = process.hrtime.bigint();
-      const r = await send(s.agent, 'POST', url, body, headers);
-      const elapsed = ms(t0);
-      if (r.status !== 200 || r.headers['x-amz-function-error'] !== undefined) throw new Error(`${fx}: ${r.status} ${r.body.toString()}`);
-      const log = Buffer.from(String(r.headers['x-amz-log-result'] ?? ''), 'base64').toString();
-      const initMs = /Init Duration: ([\d.]+) ms/.exec(log);
-      const mem = /Max Memory Used: (\d+) MB/.exec(log);
-      if (initMs === null) throw new Error(`${fx}: sample ${i} was not a cold start:\n${log}`);
-      latency.push(elapsed);
-      init.push(Number(initMs[1]));
-      if (mem !== null) memory.push(Number(mem[1]));
+      await new Promise((r) => setTimeout(r, PAUSE));
+      results.plain.push(await coldInvoke(plain, fx));
+      results.stem.push(await coldInvoke(fast, fx));
+      results.node.push(await plainNode(dir));
     }
-    const medianMem = [...memory].sort((a, b) => a - b)[Math.floor(memory.length / 2)];
-    scenarios.push(summarise(`cold-plain-${fx}`, 'ms', latency, { path: 'plain', maxMemoryUsedMbP50: medianMem }));
-    scenarios.push(summarise(`cold-plain-${fx}-init-duration`, 'ms', init, { path: 'plain' }));
-    process.stdout.write(`${fx}: cold invoke p50 ${scenarios.at(-2)?.p50} ms p99 ${scenarios.at(-2)?.p99} ms; Init Duration p50 ${scenarios.at(-1)?.p50} ms; memory p50 ${String(medianMem)} MB\n`);
+    const nodeP50 = median(results.node.map((s) => s.latency)) as number;
+    for (const [path, samples] of Object.entries(results)) {
+      const lat = samples.map((s) => s.latency);
+      const p50 = median(lat) as number;
+      const paths: Record<string, number> = {};
+      for (const s of samples) if (s.path !== undefined) paths[s.path] = (paths[s.path] ?? 0) + 1;
+      scenarios.push(summarise(`cold-${path}-${fx}`, 'ms', lat, {
+        fixture: fx,
+        path,
+        ratioToPlainNodeP50: Math.round((p50 / nodeP50) * 1000) / 1000,
+        ...(path === 'node' ? {} : {
+          initDurationP50: median(samples.map((s) => s.init ?? 0)),
+          maxMemoryUsedMbP50: median(samples.flatMap((s) => (s.memory === undefined ? [] : [s.memory]))),
+          startPaths: paths,
+        }),
+      }));
+      const sc = scenarios.at(-1) as Scenario;
+      process.stdout.write(`${fx.padEnd(13)} ${path.padEnd(6)} p50 ${String(sc.p50).padStart(9)} ms  p99 ${String(sc.p99).padStart(9)} ms  ratio to node ${String(sc.ratioToPlainNodeP50).padStart(6)}  ${JSON.stringify(paths)}\n`);
+    }
   }
-  process.stdout.write(`wrote ${writeResults('cold.json', scenarios, { machine: '2 shared cores', samplesPerFixture: SAMPLES })}\n`);
+  process.stdout.write(`wrote ${writeResults('cold.json', scenarios, { machine: '2 shared cores', samplesPerPath: SAMPLES })}\n`);
 } finally {
-  await s.stop();
+  await plain.stop();
+  await fast.stop();
 }

@@ -35,6 +35,8 @@ export interface ThawOptions {
   readonly logCapBytes?: number;
   /** Keep pre-started runtimes ready (namespaces driver only). Default true. */
   readonly stemCells?: boolean;
+  /** Produce and use post-init code caches for Node functions. Default true. */
+  readonly codeCache?: boolean;
 }
 
 export interface Thaw {
@@ -99,7 +101,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
     maxMemoryBytes: memory,
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
-    codeCaches: new CodeCacheStore(dataDir, logger),
+    ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
   if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);

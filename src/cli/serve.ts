@@ -10,8 +10,11 @@ export function registerServe(program: Command): void {
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--driver <name>', 'sandbox driver: namespaces or process (default: namespaces when available)')
     .option('--keep-alive <seconds>', 'how long idle environments are kept', intOption(1, 86400))
+    .option('--max-environments <n>', 'cap on execution environments on this machine', intOption(1, 100000))
+    .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
+    .option('--no-code-cache', 'do not produce or use post-init code caches')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; logLevel: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; stemCells: boolean; codeCache: boolean; logLevel: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -25,6 +28,9 @@ export function registerServe(program: Command): void {
         logger,
         ...(o.driver === undefined ? {} : { driver: o.driver }),
         ...(o.keepAlive === undefined ? {} : { keepAliveMs: o.keepAlive * 1000 }),
+        ...(o.maxEnvironments === undefined ? {} : { maxEnvironments: o.maxEnvironments }),
+        stemCells: o.stemCells,
+        codeCache: o.codeCache,
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

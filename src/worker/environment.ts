@@ -230,8 +230,7 @@ export class Environment implements EnvironmentPort {
     const initDone = this.initPromise();
     const c = version.config;
     try {
-      await mountCode();
-      await this.sandbox?.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb));
+      await Promise.all([mountCode(), this.sandbox?.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb))]);
     } catch (e) {
       this.failInit(new InitFailure('Runtime.Unknown', `Failed to specialise the execution environment: ${(e as Error).message}`));
     }

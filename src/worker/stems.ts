@@ -7,6 +7,7 @@ import type { Logger } from '../util/log.js';
 import type { VersionRecord } from '../control/model.js';
 import type { Environment } from './environment.js';
 import type { RuntimeDef } from './runtimes.js';
+import { Mounter } from './mounter.js';
 
 const run = promisify(execFile);
 
@@ -28,6 +29,7 @@ export class StemCells {
   private readonly coldStarts = new Map<string, number[]>();
   private readonly failures = new Map<string, number>();
   private closed = false;
+  private readonly mounter: Mounter;
 
   private constructor(
     private readonly root: string,
@@ -35,7 +37,10 @@ export class StemCells {
     private readonly runtimes: ReadonlyMap<string, RuntimeDef>,
     private readonly logger: Logger,
     private readonly maxPerRuntime: number,
-  ) {}
+  ) {
+    this.mounter = new Mounter(logger);
+    this.mounter.warm();
+  }
 
   /** Mount the shared stem directory; undefined when this host cannot (not root, no mount namespaces). */
   static async create(o: {
@@ -85,9 +90,7 @@ export class StemCells {
 
   /** The mount that makes `codeDir` the stem's /var/task, read-only. */
   mountCode(env: Environment, codeDir: string): () => Promise<void> {
-    return async () => {
-      await run('mount', ['--bind', '-o', 'ro', codeDir, join(this.root, env.id)]);
-    };
+    return () => this.mounter.bindReadOnly(codeDir, join(this.root, env.id));
   }
 
   /** Ready stems wanted for a runtime: one, plus one per five cold starts in the last minute. */
@@ -137,7 +140,7 @@ export class StemCells {
   /** After an environment that began as a stem stops: unmount its code and remove its directory. */
   private async release(dir: string): Promise<void> {
     if (dir === '') return;
-    await run('umount', ['-l', dir]).catch(() => undefined);
+    await this.mounter.unmount(dir).catch(() => undefined);
     await rmdir(dir).catch(() => undefined);
   }
 
@@ -152,6 +155,7 @@ export class StemCells {
     const all = [...this.ready.values()].flat();
     this.ready.clear();
     await Promise.all(all.map((e) => e.stop()));
+    this.mounter.close();
     await run('umount', ['-l', this.root]).catch(() => undefined);
     await rmdir(this.root).catch(() => undefined);
   }

@@ -513,7 +513,12 @@ function fatal(err) {
   process.exit(1);
 }
 
-async function main() {
+/**
+ * Process hooks and the Runtime API target, from this process's argv and environment: the part of main()
+ * that a runtime whose handler is already loaded (a SnapStart restore, snapshot-entry.cjs) also needs.
+ * Returns false when there is no Runtime API address (already reported).
+ */
+function connect() {
   const env = process.env;
   process.on('uncaughtException', (err) => {
     logError('Uncaught Exception', err);
@@ -541,25 +546,15 @@ async function main() {
     const colon = api.lastIndexOf(':');
     if (colon <= 0) {
       fatal(new Error('AWS_LAMBDA_RUNTIME_API is not set (host:port) and no --runtime-api-socket was given'));
-      return;
+      return false;
     }
     target = { host: api.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(api.slice(colon + 1)), agent };
   }
+  return true;
+}
 
-  if (argv.includes('--stem')) {
-    // A stem cell: started before it knew its function. The host answers once the code is at /var/task.
-    const reply = await call('GET', `${API}/thaw/specialize`, undefined, undefined);
-    if (reply.status !== 200) {
-      fatal(new Error(`specialisation refused (${reply.status})`));
-      return;
-    }
-    Object.assign(env, JSON.parse(reply.body.toString('utf8')));
-    // The working directory was the empty stem directory under the mount; enter the function's code.
-    process.chdir(env.LAMBDA_TASK_ROOT ?? '/var/task');
-  }
-  patchConsole(env);
-  await codeCache.setup((method, urlPath) => call(method, urlPath, undefined, undefined), env.LAMBDA_TASK_ROOT ?? process.cwd());
-
+/** @param {NodeJS.ProcessEnv} env */
+function readFunctionInfo(env) {
   const functionName = env.AWS_LAMBDA_FUNCTION_NAME;
   fnInfo = {
     functionName,
@@ -568,17 +563,60 @@ async function main() {
     logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME ?? (functionName === undefined ? undefined : `/aws/lambda/${functionName}`),
     logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
   };
+}
 
-  try {
-    handler = await loadHandler(env.LAMBDA_TASK_ROOT ?? process.cwd(), env._HANDLER ?? '');
-  } catch (err) {
-    logError('Uncaught Exception', err);
-    crash(err, 129);
-    return;
-  }
+/** Run the invoke loop with an already-loaded handler. @param {Function} fn */
+function serve(fn) {
+  handler = fn;
   handlerIsAsync = handler.constructor?.name === 'AsyncFunction';
   phase = 'invoke';
   nextInvocation();
 }
 
-main().catch(fatal);
+async function main() {
+  const env = process.env;
+  const argv = process.argv;
+  if (!connect()) return;
+
+  if (argv.includes('--stem')) {
+    // A stem cell: started before it knew its function. Rehearse the paths a cold start takes (HTTP client
+    // request and reply, module resolution) so that V8 has compiled them before the function is waiting.
+    for (let i = 0; i < 3; i++) await call('GET', `${API}/thaw/code-cache`, undefined, undefined);
+    try {
+      require.resolve('./thaw-stem-rehearsal-absent', { paths: ['/var/task'] });
+    } catch {
+      // Expected: only the resolution path matters.
+    }
+    // The host answers once the code is at /var/task.
+    const reply = await call('GET', `${API}/thaw/specialize`, undefined, undefined);
+    if (reply.status !== 200) {
+      fatal(new Error(`specialisation refused (${reply.status})`));
+      return;
+    }
+    const envLength = Number(reply.headers['thaw-env-length'] ?? reply.body.length);
+    Object.assign(env, JSON.parse(reply.body.toString('utf8', 0, envLength)));
+    // The working directory was the empty stem directory under the mount; enter the function's code.
+    process.chdir(env.LAMBDA_TASK_ROOT ?? '/var/task');
+    patchConsole(env);
+    codeCache.use(reply.body.subarray(envLength), reply.headers['thaw-code-cache'] === 'produce', env.LAMBDA_TASK_ROOT ?? '/var/task');
+  } else {
+    patchConsole(env);
+    await codeCache.setup((method, urlPath) => call(method, urlPath, undefined, undefined), env.LAMBDA_TASK_ROOT ?? process.cwd());
+  }
+
+  readFunctionInfo(env);
+
+  let fn;
+  try {
+    fn = await loadHandler(env.LAMBDA_TASK_ROOT ?? process.cwd(), env._HANDLER ?? '');
+  } catch (err) {
+    logError('Uncaught Exception', err);
+    crash(err, 129);
+    return;
+  }
+  serve(fn);
+}
+
+// Run as a script: the runtime. Loaded as a library (SnapStart's snapshot-entry.cjs): its parts.
+if (require.main === module) main().catch(fatal);
+else module.exports = { API, call, connect, readFunctionInfo, patchConsole, serve, toRapidResponse, fatal, logError: (/** @type {string} */ msg, /** @type {unknown} */ err) => logError(msg, err) };

@@ -105,8 +105,16 @@ async function setup(get, taskRoot) {
     return;
   }
   if (reply.status !== 200 && reply.status !== 204) return;
-  produce = reply.headers['thaw-code-cache'] === 'produce';
-  if (reply.status === 200) decode(reply.body);
+  use(reply.status === 200 ? reply.body : Buffer.alloc(0), reply.headers['thaw-code-cache'] === 'produce', taskRoot);
+}
+
+/**
+ * Start with this cache (possibly empty) and install the compile hook when there is one to use or to make.
+ * @param {Buffer} data @param {boolean} make @param {string} taskRoot
+ */
+function use(data, make, taskRoot) {
+  produce = make;
+  if (data.length > 0) decode(data);
   if (produce || entries.size > 0) installHook([taskRoot.endsWith('/') ? taskRoot : `${taskRoot}/`, '/opt/']);
 }
 
@@ -132,4 +140,4 @@ function afterFirstInvocation(target) {
   });
 }
 
-module.exports = { setup, afterFirstInvocation, stats: () => ({ entries: entries.size, rejected }) };
+module.exports = { setup, use, afterFirstInvocation, stats: () => ({ entries: entries.size, rejected }) };
