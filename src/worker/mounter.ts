@@ -51,7 +51,7 @@ export class Mounter {
       else w.reject(new Error(`mount operation failed: errno ${errno ?? '?'}`));
     });
     p.once('exit', (code) => {
-      this.logger.warn({ code }, 'mount helper exited');
+      if (!this.closed) this.logger.warn({ code }, 'mount helper exited; it restarts on the next request');
       this.proc = undefined;
       for (const w of this.pending.values()) w.reject(new Error('mount helper exited'));
       this.pending.clear();

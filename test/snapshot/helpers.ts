@@ -1,0 +1,296 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ACCEPTED, RAPI_ERRORS, RAPI_RUNTIME_STATES, invalidStateTransition, type RuntimeApiServer } from '../../src/sandbox/runtime-api.js';
+import type { EnvironmentPort, InvocationRequest, RuntimeApiResult, RuntimeErrorReport } from '../../src/sandbox/runtime-api-types.js';
+import { buildSnapshot, type BuildSnapshotOptions, type SnapshotBuildResult } from '../../src/snapshot/builder.js';
+import { SnapshotBuildError } from '../../src/snapshot/errors.js';
+import { restoreArgv } from '../../src/snapshot/restore.js';
+import { nodeRuntimeDir } from '../../src/worker/runtimes.js';
+
+/** Repository root (this file runs from dist/test/snapshot). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const NODES = {
+  node24: path.join(nodeRuntimeDir(24), 'bin/node'),
+  node22: path.join(nodeRuntimeDir(22), 'bin/node'),
+} as const;
+
+export type Outcome =
+  | { readonly kind: 'response'; readonly payload: Buffer }
+  | { readonly kind: 'error'; readonly report: RuntimeErrorReport };
+
+export function json(outcome: Outcome): unknown {
+  return JSON.parse((outcome.kind === 'response' ? outcome.payload : outcome.report.body).toString('utf8'));
+}
+
+/**
+ * An EnvironmentPort for tests (after test/runtimes/helpers.ts): queues invocations, hands them out on /next,
+ * records what the runtime posts, answers /runtime/restore/next at once and counts the calls.
+ */
+export class RestorePort extends EventEmitter implements EnvironmentPort {
+  nextCalls = 0;
+  restoreCalls = 0;
+  readonly initErrors: RuntimeErrorReport[] = [];
+  readonly restoreErrors: RuntimeErrorReport[] = [];
+  private current: string | undefined;
+  private readonly queue: InvocationRequest[] = [];
+  private readonly outcomes = new Map<string, (o: Outcome) => void>();
+  private waiter: ((inv: InvocationRequest) => void) | undefined;
+
+  invoke(event: unknown): Promise<Outcome> {
+    const inv: InvocationRequest = {
+      requestId: randomUUID(),
+      payload: Buffer.from(JSON.stringify(event)),
+      deadlineMs: Date.now() + 30_000,
+      invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:fn-test',
+      traceId: 'Root=1-5f84c7a6-0c4ab2a34b3fb4a40d2e6d18;Parent=2a5c3d4e5f6a7b8c;Sampled=0',
+    };
+    const outcome = new Promise<Outcome>((resolve) => this.outcomes.set(inv.requestId, resolve));
+    const w = this.waiter;
+    if (w !== undefined) {
+      this.waiter = undefined;
+      w(inv);
+    } else {
+      this.queue.push(inv);
+    }
+    return outcome;
+  }
+
+  next(signal: AbortSignal): Promise<InvocationRequest> {
+    this.nextCalls += 1;
+    this.emit('next');
+    const queued = this.queue.shift();
+    if (queued !== undefined) {
+      this.current = queued.requestId;
+      return Promise.resolve(queued);
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        this.waiter = undefined;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiter = (inv) => {
+        signal.removeEventListener('abort', onAbort);
+        this.current = inv.requestId;
+        resolve(inv);
+      };
+    });
+  }
+
+  response(requestId: string, payload: Buffer): RuntimeApiResult {
+    return this.settle(requestId, { kind: 'response', payload });
+  }
+
+  error(requestId: string, report: RuntimeErrorReport): RuntimeApiResult {
+    return this.settle(requestId, { kind: 'error', report });
+  }
+
+  initError(report: RuntimeErrorReport): RuntimeApiResult {
+    if (this.nextCalls > 0) return invalidStateTransition(RAPI_RUNTIME_STATES.Ready, RAPI_RUNTIME_STATES.InitError);
+    this.initErrors.push(report);
+    return ACCEPTED;
+  }
+
+  restoreNext(): Promise<void> {
+    if (this.nextCalls > 0) return Promise.reject(invalidStateTransition(RAPI_RUNTIME_STATES.Running, RAPI_RUNTIME_STATES.RestoreReady));
+    this.restoreCalls += 1;
+    this.emit('restoreNext');
+    return Promise.resolve();
+  }
+
+  restoreError(report: RuntimeErrorReport): RuntimeApiResult {
+    if (this.restoreCalls === 0 || this.nextCalls > 0) return invalidStateTransition(RAPI_RUNTIME_STATES.Running, RAPI_RUNTIME_STATES.RestoreError);
+    this.restoreErrors.push(report);
+    this.emit('restoreError', report);
+    return ACCEPTED;
+  }
+
+  private settle(requestId: string, outcome: Outcome): RuntimeApiResult {
+    if (requestId !== this.current) return RAPI_ERRORS.InvalidRequestID;
+    this.current = undefined;
+    this.outcomes.get(requestId)?.(outcome);
+    this.outcomes.delete(requestId);
+    return ACCEPTED;
+  }
+}
+
+export interface RuntimeProcess {
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stdout(): string;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+/** Spawn a runtime with exactly `env` (never the host environment), in its own process group. */
+export function spawnRuntime(argv: readonly string[], env: Record<string, string>, cwd: string): RuntimeProcess {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new Error('empty argv');
+  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  return {
+    exited,
+    stdout: () => out,
+    stderr: () => err,
+    async stop() {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+      await exited;
+    },
+  };
+}
+
+/** The variables Lambda sets for a function. */
+export function lambdaEnv(handler: string, taskRoot: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: '/usr/bin:/bin',
+    LANG: 'en_US.UTF-8',
+    TZ: ':UTC',
+    _HANDLER: handler,
+    LAMBDA_TASK_ROOT: taskRoot,
+    AWS_LAMBDA_FUNCTION_NAME: 'fn-test',
+    AWS_LAMBDA_FUNCTION_VERSION: '1',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '128',
+    AWS_LAMBDA_LOG_STREAM_NAME: '2025/01/01/[1]0123456789abcdef',
+    AWS_REGION: 'us-east-1',
+    ...extra,
+  };
+}
+
+export async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(root, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+  }
+}
+
+export async function waitFor(emitter: EventEmitter, event: string, timeoutMs = 10_000): Promise<unknown[]> {
+  return once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) });
+}
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), `thaw-snap-${prefix}-`));
+}
+
+/** Write a function's files and build its snapshot (outDir next to the code). */
+export async function buildFunction(
+  files: Record<string, string>,
+  handler: string,
+  opts: Partial<BuildSnapshotOptions> & { node?: string } = {},
+): Promise<{ codeDir: string; outDir: string; result: SnapshotBuildResult }> {
+  const root = await tempDir('fn');
+  const codeDir = path.join(root, 'code');
+  const outDir = path.join(root, 'snap');
+  await writeFiles(codeDir, files);
+  const result = await build(codeDir, handler, outDir, opts);
+  return { codeDir, outDir, result };
+}
+
+export async function build(codeDir: string, handler: string, outDir: string, opts: Partial<BuildSnapshotOptions> & { node?: string } = {}): Promise<SnapshotBuildResult> {
+  const node = opts.node ?? NODES.node24;
+  return buildSnapshot({
+    codeDir,
+    handler,
+    nodeBinary: node,
+    runtimeId: node === NODES.node22 ? 'nodejs22.x' : 'nodejs24.x',
+    env: lambdaEnv(handler, codeDir, { MY_VAR: 'at-build' }),
+    outDir,
+    timeoutMs: 120_000,
+    ...opts,
+  });
+}
+
+/** Build, expecting a SnapshotBuildError. */
+export async function buildFailure(files: Record<string, string>, handler = 'index.handler', opts: Partial<BuildSnapshotOptions> = {}): Promise<SnapshotBuildError> {
+  try {
+    await buildFunction(files, handler, opts);
+  } catch (err) {
+    if (err instanceof SnapshotBuildError) return err;
+    throw err;
+  }
+  throw new Error('the snapshot build succeeded');
+}
+
+export interface Restored {
+  readonly port: RestorePort;
+  readonly proc: RuntimeProcess;
+  readonly envId: string;
+}
+
+let envCounter = 0;
+
+/** Start a process from a snapshot blob, served by a real Runtime API server over a Unix socket. */
+export async function restore(
+  rapi: RuntimeApiServer,
+  blobPath: string,
+  codeDir: string,
+  opts: { node?: string; env?: Record<string, string>; handler?: string } = {},
+): Promise<Restored> {
+  const envId = `snap${process.pid}x${envCounter++}`;
+  const dir = await tempDir('sock');
+  const socketPath = path.join(dir, 'rapi.sock');
+  const port = new RestorePort();
+  await rapi.attach(envId, port, { transport: 'unix', socketPath });
+  const argv = restoreArgv({ nodeBinary: opts.node ?? NODES.node24, blobPath, flags: [], runtimeApiSocket: socketPath });
+  const env = lambdaEnv(opts.handler ?? 'index.handler', codeDir, { MY_VAR: 'at-restore', AWS_LAMBDA_INITIALIZATION_TYPE: 'snap-start', ...opts.env });
+  const proc = spawnRuntime(argv, env, codeDir);
+  return { port, proc, envId };
+}
+
+/** Start the plain runtime (node bootstrap.cjs) for comparison. */
+export async function plainStart(rapi: RuntimeApiServer, codeDir: string, handler: string, node = NODES.node24): Promise<Restored> {
+  const envId = `plain${process.pid}x${envCounter++}`;
+  const dir = await tempDir('sock');
+  const socketPath = path.join(dir, 'rapi.sock');
+  const port = new RestorePort();
+  await rapi.attach(envId, port, { transport: 'unix', socketPath });
+  const proc = spawnRuntime([node, path.join(ROOT, 'src/runtimes/node/bootstrap.cjs'), '--runtime-api-socket', socketPath], lambdaEnv(handler, codeDir), codeDir);
+  return { port, proc, envId };
+}
+
+export async function stop(rapi: RuntimeApiServer, r: Restored): Promise<void> {
+  await r.proc.stop();
+  await rapi.detach(r.envId);
+}
+
+/** Wait for the restored process to call restore/next (or fail with its output). */
+export async function restored(r: Restored, timeoutMs = 30_000): Promise<void> {
+  if (r.port.restoreCalls > 0) return;
+  try {
+    await waitFor(r.port, 'restoreNext', timeoutMs);
+  } catch (err) {
+    throw new Error(`no restore/next: stdout=${r.proc.stdout()} stderr=${r.proc.stderr()}`, { cause: err });
+  }
+}
+
+/**
+ * A benchmark fixture with its dependencies installed: bench/.cache/fixtures/<name> when the benchmarks have
+ * prepared it (used read-only), else a copy under the OS temp directory, installed once.
+ */
+export function installedFixture(name: string): string {
+  const cached = path.join(ROOT, 'bench', '.cache', 'fixtures', name);
+  if (existsSync(path.join(cached, '.installed'))) return cached;
+  const dir = path.join(tmpdir(), 'thaw-snapshot-fixtures', name);
+  if (!existsSync(path.join(dir, '.installed'))) {
+    mkdirSync(dir, { recursive: true });
+    cpSync(path.join(ROOT, '..', 'shared', 'fixtures', 'functions', name), dir, { recursive: true });
+    execFileSync('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: dir, stdio: 'ignore' });
+    writeFileSync(path.join(dir, '.installed'), '');
+  }
+  return dir;
+}
