@@ -11,6 +11,7 @@ import { CodeStore } from './control/code-store.js';
 import { LogStore } from './logs/store.js';
 import { Pool } from './worker/pool.js';
 import { CodeCacheStore } from './worker/code-cache.js';
+import { SnapStart } from './snapshot/service.js';
 import { Invoker } from './router/invoker.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
@@ -89,6 +90,11 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);
+  const snapstart = new SnapStart({ registry, codeDir: (sha) => code.dir(sha), driver, dataDir, region, logger });
+  registry.on('published', (v) => snapstart.optimise(v));
+  await snapstart.resume(registry.pendingVersions());
+  const expiry = setInterval(() => void snapstart.expire(), 6 * 60 * 60 * 1000);
+  expiry.unref();
   const pool = new Pool({
     driver,
     rapi,
@@ -102,6 +108,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxMemoryBytes: memory,
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
     ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
+    snapshots: (v) => snapstart.restorable(v),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
   if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);
@@ -125,6 +132,8 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     driverName: driver.name,
     close: () => (closing ??= (async () => {
       invoker.close();
+      snapstart.close();
+      clearInterval(expiry);
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await pool.close();

@@ -62,6 +62,8 @@ export interface CodeRef { readonly sha256: string; readonly size: number }
 export interface RegistryEvents {
   /** A version's code or configuration changed, or it was deleted: its environments are stale. */
   changed: [functionName: string, version: string];
+  /** A new version was published (still inside the publishing transaction). */
+  published: [version: VersionRecord];
 }
 
 const notFoundFunction = (name: string, qualifier?: string): ThawError =>
@@ -197,6 +199,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.db.prepare('UPDATE functions SET next_version = next_version + 1 WHERE name = ?').run(name);
     const config: FunctionConfig = { ...latest.config, description: description ?? latest.config.description };
     this.insertVersion(name, version, config, { sha256: latest.codeSha256, size: latest.codeSize }, Date.now());
+    this.emit('published', this.mustVersion(name, version));
     return this.mustVersion(name, version);
   }
 
@@ -230,6 +233,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
       this.db.prepare('DELETE FROM versions WHERE function_name = ? AND version = ?').run(name, qualifier);
       this.emit('changed', name, qualifier);
     })();
+  }
+
+  /** Versions waiting for an optimisation (SnapStart) that a restart interrupted. */
+  pendingVersions(): VersionRecord[] {
+    return (this.db.prepare(`SELECT * FROM versions WHERE state = 'Pending'`).all() as VersionRow[]).map(toVersion);
   }
 
   /** Every code package still referenced by some version. */

@@ -10,6 +10,8 @@ export interface Mount {
   readonly host: string;
   /** Absolute path inside the sandbox, e.g. /var/task, /var/runtime, /opt. */
   readonly sandbox: string;
+  /** Writable instead of read-only (only for platform jobs such as snapshot builds, never for functions). */
+  readonly writable?: boolean;
 }
 
 export interface SandboxLimits {

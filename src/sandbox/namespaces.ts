@@ -415,7 +415,7 @@ export class NamespacesDriver implements SandboxDriver {
     for (const d of [...dirs].sort((x, y) => x.split('/').length - y.split('/').length)) a.push('--perms', '0755', '--dir', d);
     // Parents before children, so /opt is mounted before /opt/extensions.
     const mounts = [...spec.mounts].sort((x, y) => x.sandbox.split('/').length - y.sandbox.split('/').length);
-    for (const m of mounts) a.push('--ro-bind', m.host, m.sandbox);
+    for (const m of mounts) a.push(m.writable === true ? '--bind' : '--ro-bind', m.host, m.sandbox);
     if (spec.runtimeApiSocket !== undefined) a.push('--ro-bind', spec.runtimeApiSocket, RUNTIME_API_SOCKET);
     a.push('--remount-ro', '/', '--chdir', spec.cwd);
     return a;

@@ -10,6 +10,7 @@ import type {
 import type { VersionRecord } from '../control/model.js';
 import { functionArn } from '../control/arn.js';
 import type { RuntimeDef } from './runtimes.js';
+import { RESTORE_ENV, restoreArgv } from '../snapshot/restore.js';
 import { LineSplitter } from './lines.js';
 import type { CodeCacheHandle } from './code-cache.js';
 import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js';
@@ -65,6 +66,16 @@ export interface EnvironmentOptions {
   readonly codeCache?: CodeCacheHandle;
   /** Called once when the environment has stopped and released its sandbox. */
   readonly onStopped?: () => void;
+  /** Start by restoring this SnapStart snapshot instead of running Init. */
+  readonly restore?: RestoreSource;
+}
+
+export interface RestoreSource {
+  /** Host directory holding the blob. */
+  readonly dir: string;
+  readonly blobFile: string;
+  readonly flags: readonly string[];
+  readonly nodeOptions?: string;
 }
 
 interface Current {
@@ -126,28 +137,12 @@ export class Environment implements EnvironmentPort {
 
   /** The Lambda variables plus the function's own, for this environment. */
   private functionEnv(version: VersionRecord): Record<string, string> {
-    const { o } = this;
-    const c = version.config;
-    const unix = o.driver.runtimeApiTransport === 'unix';
-    const env: Record<string, string> = {
-      ...o.runtime.env,
-      ...c.env,
-      AWS_LAMBDA_FUNCTION_NAME: version.functionName,
-      AWS_LAMBDA_FUNCTION_VERSION: version.version,
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(c.memoryMb),
-      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${version.functionName}`,
+    const unix = this.o.driver.runtimeApiTransport === 'unix';
+    return lambdaEnvironment(version, this.o.runtime, this.o.region, {
       AWS_LAMBDA_LOG_STREAM_NAME: this.logStream,
       AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
-      AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-      AWS_REGION: o.region,
-      AWS_DEFAULT_REGION: o.region,
-      LAMBDA_TASK_ROOT: '/var/task',
-      LAMBDA_RUNTIME_DIR: '/var/runtime',
-      TZ: ':UTC',
-      ...(c.handler === null ? {} : { _HANDLER: c.handler }),
-    };
-    env.LANG ??= 'en_US.UTF-8';
-    return env;
+      ...(this.o.restore === undefined ? {} : { ...RESTORE_ENV, ...(this.o.restore.nodeOptions === undefined ? {} : { NODE_OPTIONS: this.o.restore.nodeOptions }) }),
+    });
   }
 
   private static limitsFor(memoryMb: number, ephemeralMb: number): SandboxLimits {
@@ -174,8 +169,18 @@ export class Environment implements EnvironmentPort {
     const env = this.functionEnv(version);
     // AWS_LAMBDA_EXEC_WRAPPER: Lambda runs the wrapper with the runtime's command line as its arguments. The
     // wrapper may start anything, so it also gets the Runtime API on TCP.
-    const wrapper = o.runtime.family === 'provided' ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
-    const argv = o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined);
+    const wrapper = o.runtime.family === 'provided' || o.restore !== undefined ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
+    let argv = o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined);
+    if (o.restore !== undefined) {
+      mounts.push({ host: o.restore.dir, sandbox: '/var/snapshot' });
+      argv = restoreArgv({
+        nodeBinary: o.driver.resolve('/var/lang/bin/node', mounts),
+        blobPath: o.driver.resolve(`/var/snapshot/${o.restore.blobFile}`, mounts),
+        flags: o.restore.flags,
+        ...(unix ? { runtimeApiSocket: RUNTIME_API_SOCKET } : {}),
+      });
+      this.startPath.add('restore');
+    }
     this.beginInit();
     const initDone = this.initPromise();
     await this.launch({
@@ -430,11 +435,15 @@ export class Environment implements EnvironmentPort {
   }
 
   restoreNext(_signal: AbortSignal): Promise<void> {
-    return Promise.reject(new Error('this environment was not restored from a snapshot'));
+    // The process is restored by the time it can ask: its afterRestore hooks may run now.
+    if (this.o.restore !== undefined && this.state === 'initializing') return Promise.resolve();
+    return Promise.reject(invalidStateTransition(S.Ready, S.RestoreReady));
   }
 
-  restoreError(_report: RuntimeErrorReport): RuntimeApiResult {
-    return invalidStateTransition(S.Ready, S.RestoreError);
+  restoreError(report: RuntimeErrorReport): RuntimeApiResult {
+    if (this.o.restore === undefined || this.state !== 'initializing') return invalidStateTransition(S.Ready, S.RestoreError);
+    this.failInit(new InitFailure(report.errorType ?? 'Runtime.RestoreError', '', normaliseErrorBody(report)));
+    return ACCEPTED;
   }
 
   // ---- lifecycle events ----
@@ -469,7 +478,9 @@ export class Environment implements EnvironmentPort {
         durationMs,
         memorySizeMb: this.version.config.memoryMb,
         maxMemoryUsedMb: Math.max(1, Math.round((this.sandbox?.maxMemoryBytes() ?? 0) / (1024 * 1024))),
-        ...(cur.initDurationMs === undefined ? {} : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
+        ...(cur.initDurationMs === undefined ? {} : this.o.restore !== undefined
+          ? { restoreDurationMs: cur.initDurationMs, startPath: this.startPathName() }
+          : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
         ...(cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
       }),
     });
@@ -588,6 +599,29 @@ export class InitFailure extends Error {
     super(message || errorType);
     this.payload = payload ?? errorPayload(errorType, message);
   }
+}
+
+/** The environment of a function's runtime process: Lambda's variables over the runtime's, plus the function's own. */
+export function lambdaEnvironment(version: VersionRecord, runtime: RuntimeDef, region: string, extra: Record<string, string>): Record<string, string> {
+  const c = version.config;
+  const env: Record<string, string> = {
+    ...runtime.env,
+    ...c.env,
+    AWS_LAMBDA_FUNCTION_NAME: version.functionName,
+    AWS_LAMBDA_FUNCTION_VERSION: version.version,
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(c.memoryMb),
+    AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${version.functionName}`,
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    LAMBDA_TASK_ROOT: '/var/task',
+    LAMBDA_RUNTIME_DIR: '/var/runtime',
+    TZ: ':UTC',
+    ...(c.handler === null ? {} : { _HANDLER: c.handler }),
+    ...extra,
+  };
+  env.LANG ??= 'en_US.UTF-8';
+  return env;
 }
 
 export function errorPayload(errorType: string, errorMessage: string): Buffer {

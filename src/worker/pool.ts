@@ -5,7 +5,7 @@ import type { RuntimeApiServer } from '../sandbox/runtime-api.js';
 import type { VersionRecord } from '../control/model.js';
 import type { LogStore } from '../logs/store.js';
 import { endLine, reportLine, startLine } from '../logs/format.js';
-import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry } from './environment.js';
+import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry, type RestoreSource } from './environment.js';
 import { runtimeTable, type RuntimeDef } from './runtimes.js';
 import { StemCells } from './stems.js';
 import { CodeCacheStore, type CodeCacheHandle } from './code-cache.js';
@@ -27,6 +27,8 @@ export interface PoolOptions {
   readonly initTimeoutMs?: number;
   /** Post-init code caches; none when absent. */
   readonly codeCaches?: CodeCacheStore;
+  /** The SnapStart snapshot to restore a version from, if it has a usable one. */
+  readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
 }
 
 export interface PoolOutcome extends InvokeOutcome {
@@ -70,8 +72,13 @@ export class Pool {
     const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
       ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
       : undefined;
-    const stem = this.stems?.eligible(version, runtime) === true ? this.stems.take(runtime.id) : undefined;
-    const env = stem ?? this.makeEnvironment(runtime, { version, codeDir, ...(codeCache === undefined ? {} : { codeCache }) });
+    const restore = await this.o.snapshots?.(version);
+    const stem = restore === undefined && this.stems?.eligible(version, runtime) === true ? this.stems.take(runtime.id) : undefined;
+    const env = stem ?? this.makeEnvironment(runtime, {
+      version,
+      codeDir,
+      ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
+    });
     this.all.add(env);
     try {
       if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
@@ -84,7 +91,7 @@ export class Pool {
     return this.run(env, key, input, true);
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void }): Environment {
+  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource }): Environment {
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,
