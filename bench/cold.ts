@@ -2,6 +2,8 @@
  * Cold starts per benchmark fixture through the HTTP API (request in to response out), side by side in one run:
  *   plain       a runtime booted per environment (server started with --no-stem-cells --no-code-cache)
  *   stem        a pre-started runtime specialised on demand, with the post-init code cache (the default)
+ *   snapstart   a published version with SnapStart: restored from its V8 startup snapshot, or started from a
+ *               stem cell when that measured faster for this version (startPaths shows which)
  *   node        baseline (a): a plain `node` process per request running the same handler, no sandbox
  * Each sample drains the function's idle environments first. Samples of the three paths are interleaved so
  * that the machine's noise falls on all of them alike. Writes bench/results/cold.json.
@@ -22,9 +24,10 @@ const NODE = join(nodeRuntimeDir(24), 'bin', 'node');
 
 interface Sample { latency: number; init?: number; memory?: number; path?: string }
 
-async function coldInvoke(s: BenchServer, fx: string): Promise<Sample> {
-  await api(s.agent, s.url, 'POST', `/thaw/v1/functions/${fx}/drain`);
-  const url = new URL(`/2015-03-31/functions/${fx}/invocations`, s.url);
+async function coldInvoke(s: BenchServer, fx: string, qualifier?: string): Promise<Sample> {
+  const q = qualifier === undefined ? '' : `?Qualifier=${qualifier}`;
+  await api(s.agent, s.url, 'POST', `/thaw/v1/functions/${fx}/drain${q}`);
+  const url = new URL(`/2015-03-31/functions/${fx}/invocations${q}`, s.url);
   const body = Buffer.from('{}');
   const headers = signV4('POST', url, body, { 'x-amz-log-type': 'Tail' });
   const t0 = process.hrtime.bigint();
@@ -32,7 +35,7 @@ async function coldInvoke(s: BenchServer, fx: string): Promise<Sample> {
   const latency = ms(t0);
   if (r.status !== 200 || r.headers['x-amz-function-error'] !== undefined) throw new Error(`${fx}: ${r.status} ${r.body.toString()}`);
   const log = Buffer.from(String(r.headers['x-amz-log-result'] ?? ''), 'base64').toString();
-  const init = /Init Duration: ([\d.]+) ms/.exec(log);
+  const init = /(?:Init|Restore) Duration: ([\d.]+) ms/.exec(log);
   if (init === null) throw new Error(`${fx}: not a cold start:\n${log}`);
   const mem = /Max Memory Used: (\d+) MB/.exec(log);
   const path = /Start Path: (\S+)/.exec(log);
@@ -58,16 +61,27 @@ try {
   for (const fx of fixtures) {
     const dir = preparedFixture(fx);
     await createFromDir(plain, fx, dir);
-    await createFromDir(fast, fx, dir);
+    await createFromDir(fast, fx, dir, { SnapStart: { ApplyOn: 'PublishedVersions' } });
+    const t0 = process.hrtime.bigint();
+    await api(fast.agent, fast.url, 'POST', `/2015-03-31/functions/${fx}/versions`, {});
+    let state = 'Pending';
+    while (state === 'Pending') {
+      await new Promise((r) => setTimeout(r, 100));
+      state = (JSON.parse((await api(fast.agent, fast.url, 'GET', `/2015-03-31/functions/${fx}/configuration?Qualifier=1`)).body.toString()) as { State: string }).State;
+    }
+    if (state !== 'Active') throw new Error(`${fx}: snapshot ${state}`);
+    const snapshotBuildMs = ms(t0);
     // One warm-up cold start each: the fast path produces its code cache here.
     await coldInvoke(plain, fx);
     await coldInvoke(fast, fx);
+    await coldInvoke(fast, fx, '1');
     await plainNode(dir);
-    const results: Record<'plain' | 'stem' | 'node', Sample[]> = { plain: [], stem: [], node: [] };
+    const results: Record<'plain' | 'stem' | 'snapstart' | 'node', Sample[]> = { plain: [], stem: [], snapstart: [], node: [] };
     for (let i = 0; i < SAMPLES; i++) {
       await new Promise((r) => setTimeout(r, PAUSE));
       results.plain.push(await coldInvoke(plain, fx));
       results.stem.push(await coldInvoke(fast, fx));
+      results.snapstart.push(await coldInvoke(fast, fx, '1'));
       results.node.push(await plainNode(dir));
     }
     const nodeP50 = median(results.node.map((s) => s.latency)) as number;
@@ -80,6 +94,7 @@ try {
         fixture: fx,
         path,
         ratioToPlainNodeP50: Math.round((p50 / nodeP50) * 1000) / 1000,
+        ...(path === 'snapstart' ? { snapshotBuildMs: Math.round(snapshotBuildMs) } : {}),
         ...(path === 'node' ? {} : {
           initDurationP50: median(samples.map((s) => s.init ?? 0)),
           maxMemoryUsedMbP50: median(samples.flatMap((s) => (s.memory === undefined ? [] : [s.memory]))),

@@ -98,7 +98,7 @@ export class SnapStart {
             spawn: this.sandboxSpawn(v, runtime, out),
             view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot' },
           }
-          : { spawn: directSpawn, view: { taskRoot: '/var/task' } }),
+          : { spawn: directSpawn }),
       });
       await this.seal(out);
       this.verified.delete(key(v));

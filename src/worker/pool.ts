@@ -35,6 +35,8 @@ export interface PoolOutcome extends InvokeOutcome {
   readonly cold: boolean;
 }
 
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.POSITIVE_INFINITY;
+
 const keyOf = (v: VersionRecord): string => `${v.functionName}\u0000${v.version}\u0000${v.revisionId}`;
 
 /**
@@ -49,6 +51,8 @@ export class Pool {
   private readonly reaper: NodeJS.Timeout;
   private closed = false;
   private stems: StemCells | undefined;
+  /** Recent start times (ms) per version and start path, for choosing the faster path. */
+  private readonly startTimes = new Map<string, { restore: number[]; stem: number[] }>();
 
   constructor(private readonly o: PoolOptions) {
     this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(o.keepAliveMs / 4))));
@@ -72,23 +76,46 @@ export class Pool {
     const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
       ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
       : undefined;
-    const restore = await this.o.snapshots?.(version);
-    const stem = restore === undefined && this.stems?.eligible(version, runtime) === true ? this.stems.take(runtime.id) : undefined;
+    let restore = await this.o.snapshots?.(version);
+    const stemEligible = this.stems?.eligible(version, runtime) === true;
+    // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
+    const stem = stemEligible && (restore === undefined || this.choose(key) === 'stem') ? this.stems?.take(runtime.id) : undefined;
+    if (stem !== undefined) restore = undefined;
     const env = stem ?? this.makeEnvironment(runtime, {
       version,
       codeDir,
       ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
     });
     this.all.add(env);
+    const started = performance.now();
     try {
       if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
       else await env.start();
+      if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', performance.now() - started);
     } catch (e) {
       this.all.delete(env);
       if (e instanceof InitFailure) return this.initFailed(version, input, e);
       throw e;
     }
     return this.run(env, key, input, true);
+  }
+
+  /**
+   * The faster way to start a version that has both a snapshot and stem cells, from its own measurements:
+   * each path is tried twice, then the one with the lower median start time is taken.
+   */
+  private choose(key: string): 'restore' | 'stem' {
+    const m = this.startTimes.get(key);
+    if (m === undefined || m.restore.length < 2) return 'restore';
+    if (m.stem.length < 2) return 'stem';
+    return median(m.stem) < median(m.restore) ? 'stem' : 'restore';
+  }
+
+  private measure(key: string, path: 'restore' | 'stem', ms: number): void {
+    let m = this.startTimes.get(key);
+    if (m === undefined) this.startTimes.set(key, (m = { restore: [], stem: [] }));
+    m[path].push(ms);
+    if (m[path].length > 9) m[path].shift();
   }
 
   private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource }): Environment {
