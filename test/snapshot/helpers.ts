@@ -280,7 +280,9 @@ export async function restored(r: Restored, timeoutMs = 30_000): Promise<void> {
 
 /**
  * A benchmark fixture with its dependencies installed: bench/.cache/fixtures/<name> when the benchmarks have
- * prepared it (used read-only), else a copy under the OS temp directory, installed once.
+ * prepared it (used read-only), else a copy of test/fixtures/functions/<name> (the project's copy of the shared
+ * benchmark function, so that tests need nothing outside the repository) under the OS temp directory, installed
+ * once from its lockfile.
  */
 export function installedFixture(name: string): string {
   const cached = path.join(ROOT, 'bench', '.cache', 'fixtures', name);
@@ -288,8 +290,8 @@ export function installedFixture(name: string): string {
   const dir = path.join(tmpdir(), 'thaw-snapshot-fixtures', name);
   if (!existsSync(path.join(dir, '.installed'))) {
     mkdirSync(dir, { recursive: true });
-    cpSync(path.join(ROOT, '..', 'shared', 'fixtures', 'functions', name), dir, { recursive: true });
-    execFileSync('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: dir, stdio: 'ignore' });
+    cpSync(path.join(ROOT, 'test', 'fixtures', 'functions', name), dir, { recursive: true });
+    execFileSync('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: dir, stdio: 'ignore' });
     writeFileSync(path.join(dir, '.installed'), '');
   }
   return dir;
