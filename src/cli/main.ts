@@ -6,6 +6,7 @@ import { registerFunctions } from './functions.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import { registerServe } from './serve.js';
+import { registerSnapcheck } from './snapcheck.js';
 
 const program = new Command();
 program
@@ -20,6 +21,7 @@ registerInvoke(program);
 registerLogs(program);
 registerFunctions(program);
 registerAlias(program);
+registerSnapcheck(program);
 
 // `thaw logs ... | head` closes stdout early: that is not an error worth a stack trace.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
