@@ -11,7 +11,13 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] }],
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/runtimes/**', '../runtimes/**', './runtimes/**'], message: 'Sandbox code meets host code only through the Runtime API.' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/src/runtimes/**'], message: 'Sandbox code meets host code only through the Runtime API.' }] }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/runtimes/**'], message: 'Sandbox code meets host code only through the Runtime API.' }] }],
     },
   },
   {

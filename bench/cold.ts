@@ -5,6 +5,7 @@
  *   snapstart   a published version with SnapStart: restored from its V8 startup snapshot, or started from a
  *               stem cell when that measured faster for this version (startPaths shows which)
  *   node        baseline (a): a plain `node` process per request running the same handler, no sandbox
+ *   peer-workerd  baseline (b): Cloudflare's workerd, a fresh process per request (see bench/peer-workerd.ts)
  * Each sample drains the function's idle environments first. Samples of the three paths are interleaved so
  * that the machine's noise falls on all of them alike. Writes bench/results/cold.json.
  *   npm run bench:cold [-- --samples 20 --fixtures hello,realistic,compute-init,extreme]
@@ -15,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { ROOT, api, preparedFixture, send, signV4, summarise, writeResults, ms, type Scenario } from './lib.js';
 import { createFromDir, startBenchServer, type BenchServer } from './server.js';
 import { nodeRuntimeDir } from '../src/worker/runtimes.js';
+import { WORKERD_VERSION, tryPrepareWorkerdFixture, workerdCold } from './peer-workerd.js';
 
 const { values } = parseArgs({ options: { samples: { type: 'string', default: '20' }, fixtures: { type: 'string', default: 'hello,realistic,compute-init,extreme' }, pause: { type: 'string', default: '400' } } });
 const SAMPLES = Number(values.samples);
@@ -57,6 +59,7 @@ const median = (xs: number[]): number | undefined => (xs.length === 0 ? undefine
 const plain = await startBenchServer(['--no-stem-cells', '--no-code-cache']);
 const fast = await startBenchServer();
 const scenarios: Scenario[] = [];
+const peerSkipped: Record<string, string> = {};
 try {
   for (const fx of fixtures) {
     const dir = preparedFixture(fx);
@@ -76,16 +79,20 @@ try {
     await coldInvoke(fast, fx);
     await coldInvoke(fast, fx, '1');
     await plainNode(dir);
-    const results: Record<'plain' | 'stem' | 'snapstart' | 'node', Sample[]> = { plain: [], stem: [], snapstart: [], node: [] };
+    const peer = await tryPrepareWorkerdFixture(fx, dir); // includes one warm-up cold start
+    if ('skip' in peer) peerSkipped[`cold-peer-workerd-${fx}`] = peer.skip;
+    const results: Record<'plain' | 'stem' | 'snapstart' | 'node' | 'peer-workerd', Sample[]> = { plain: [], stem: [], snapstart: [], node: [], 'peer-workerd': [] };
     for (let i = 0; i < SAMPLES; i++) {
       await new Promise((r) => setTimeout(r, PAUSE));
       results.plain.push(await coldInvoke(plain, fx));
       results.stem.push(await coldInvoke(fast, fx));
       results.snapstart.push(await coldInvoke(fast, fx, '1'));
       results.node.push(await plainNode(dir));
+      if (!('skip' in peer)) results['peer-workerd'].push(await workerdCold(peer));
     }
     const nodeP50 = median(results.node.map((s) => s.latency)) as number;
     for (const [path, samples] of Object.entries(results)) {
+      if (samples.length === 0) continue;
       const lat = samples.map((s) => s.latency);
       const p50 = median(lat) as number;
       const paths: Record<string, number> = {};
@@ -95,7 +102,8 @@ try {
         path,
         ratioToPlainNodeP50: Math.round((p50 / nodeP50) * 1000) / 1000,
         ...(path === 'snapstart' ? { snapshotBuildMs: Math.round(snapshotBuildMs) } : {}),
-        ...(path === 'node' ? {} : {
+        ...(path === 'peer-workerd' ? { peer: 'workerd', peerVersion: WORKERD_VERSION, cold: 'fresh workerd process per request: spawn to HTTP response' } : {}),
+        ...(path === 'node' || path.startsWith('peer-') ? {} : {
           initDurationP50: median(samples.map((s) => s.init ?? 0)),
           maxMemoryUsedMbP50: median(samples.flatMap((s) => (s.memory === undefined ? [] : [s.memory]))),
           startPaths: paths,
@@ -105,7 +113,7 @@ try {
       process.stdout.write(`${fx.padEnd(13)} ${path.padEnd(6)} p50 ${String(sc.p50).padStart(9)} ms  p99 ${String(sc.p99).padStart(9)} ms  ratio to node ${String(sc.ratioToPlainNodeP50).padStart(6)}  ${JSON.stringify(paths)}\n`);
     }
   }
-  process.stdout.write(`wrote ${writeResults('cold.json', scenarios, { machine: '2 shared cores', samplesPerPath: SAMPLES })}\n`);
+  process.stdout.write(`wrote ${writeResults('cold.json', scenarios, { machine: '2 shared cores', samplesPerPath: SAMPLES, peerSkipped })}\n`);
 } finally {
   await plain.stop();
   await fast.stop();

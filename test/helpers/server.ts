@@ -3,9 +3,9 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createHash, createHmac } from 'node:crypto';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '../../src/cli/sha256.js';
 import { zipDirectory } from '../../src/control/package.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -91,28 +91,6 @@ export async function zipFiles(files: Record<string, string | Buffer>): Promise<
 
 export const decode = (p: Uint8Array | undefined): unknown => JSON.parse(Buffer.from(p ?? new Uint8Array()).toString('utf8'));
 
-/** A SHA-256 for @smithy/signature-v4, on node:crypto. */
-export class Sha256 {
-  private h: import('node:crypto').Hash;
-  private readonly secret: string | Uint8Array | undefined;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.secret = secret === undefined || typeof secret === 'string' ? secret : toBytes(secret);
-    this.h = this.make();
-  }
-  private make(): import('node:crypto').Hash {
-    return this.secret === undefined ? createHash('sha256') : (createHmac('sha256', this.secret) as unknown as import('node:crypto').Hash);
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.h.update(typeof data === 'string' ? data : toBytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.h.digest()));
-  }
-  reset(): void {
-    this.h = this.make();
-  }
-}
-
 /** Sign a plain HTTP request the way AWS clients do (service lambda), returning the headers to send. */
 export async function signedHeaders(url: URL, method = 'GET', body = ''): Promise<Record<string, string>> {
   const signer = new SignatureV4({ service: 'lambda', region: 'us-east-1', credentials: CREDS, sha256: Sha256 });
@@ -122,6 +100,3 @@ export async function signedHeaders(url: URL, method = 'GET', body = ''): Promis
   return signed.headers;
 }
 
-function toBytes(d: ArrayBuffer | ArrayBufferView): Uint8Array {
-  return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-}

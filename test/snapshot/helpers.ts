@@ -1,13 +1,13 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ACCEPTED, RAPI_ERRORS, RAPI_RUNTIME_STATES, invalidStateTransition, type RuntimeApiServer } from '../../src/sandbox/runtime-api.js';
-import type { EnvironmentPort, InvocationRequest, RuntimeApiResult, RuntimeErrorReport } from '../../src/sandbox/runtime-api-types.js';
+import { ACCEPTED, RAPI_RUNTIME_STATES, invalidStateTransition, type RuntimeApiServer } from '../../src/sandbox/runtime-api.js';
+import { TestPort } from '../runtimes/helpers.js';
+import type { RuntimeApiResult, RuntimeErrorReport } from '../../src/sandbox/runtime-api-types.js';
 import { buildSnapshot, type BuildSnapshotOptions, type SnapshotBuildResult } from '../../src/snapshot/builder.js';
 import { SnapshotBuildError } from '../../src/snapshot/errors.js';
 import { restoreArgv } from '../../src/snapshot/restore.js';
@@ -20,102 +20,26 @@ export const NODES = {
   node22: path.join(nodeRuntimeDir(22), 'bin/node'),
 } as const;
 
-export type Outcome =
-  | { readonly kind: 'response'; readonly payload: Buffer }
-  | { readonly kind: 'error'; readonly report: RuntimeErrorReport };
-
-export function json(outcome: Outcome): unknown {
-  return JSON.parse((outcome.kind === 'response' ? outcome.payload : outcome.report.body).toString('utf8'));
-}
+export { json, type Outcome } from '../runtimes/helpers.js';
 
 /**
- * An EnvironmentPort for tests (after test/runtimes/helpers.ts): queues invocations, hands them out on /next,
- * records what the runtime posts, answers /runtime/restore/next at once and counts the calls.
+ * The runtimes tests' EnvironmentPort, answering /runtime/restore/next at once and counting the calls, with
+ * /runtime/restore/error accepted only while restoring.
  */
-export class RestorePort extends EventEmitter implements EnvironmentPort {
-  nextCalls = 0;
+export class RestorePort extends TestPort {
   restoreCalls = 0;
-  readonly initErrors: RuntimeErrorReport[] = [];
-  readonly restoreErrors: RuntimeErrorReport[] = [];
-  private current: string | undefined;
-  private readonly queue: InvocationRequest[] = [];
-  private readonly outcomes = new Map<string, (o: Outcome) => void>();
-  private waiter: ((inv: InvocationRequest) => void) | undefined;
 
-  invoke(event: unknown): Promise<Outcome> {
-    const inv: InvocationRequest = {
-      requestId: randomUUID(),
-      payload: Buffer.from(JSON.stringify(event)),
-      deadlineMs: Date.now() + 30_000,
-      invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:fn-test',
-      traceId: 'Root=1-5f84c7a6-0c4ab2a34b3fb4a40d2e6d18;Parent=2a5c3d4e5f6a7b8c;Sampled=0',
-    };
-    const outcome = new Promise<Outcome>((resolve) => this.outcomes.set(inv.requestId, resolve));
-    const w = this.waiter;
-    if (w !== undefined) {
-      this.waiter = undefined;
-      w(inv);
-    } else {
-      this.queue.push(inv);
-    }
-    return outcome;
-  }
-
-  next(signal: AbortSignal): Promise<InvocationRequest> {
-    this.nextCalls += 1;
-    this.emit('next');
-    const queued = this.queue.shift();
-    if (queued !== undefined) {
-      this.current = queued.requestId;
-      return Promise.resolve(queued);
-    }
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
-        this.waiter = undefined;
-        reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiter = (inv) => {
-        signal.removeEventListener('abort', onAbort);
-        this.current = inv.requestId;
-        resolve(inv);
-      };
-    });
-  }
-
-  response(requestId: string, payload: Buffer): RuntimeApiResult {
-    return this.settle(requestId, { kind: 'response', payload });
-  }
-
-  error(requestId: string, report: RuntimeErrorReport): RuntimeApiResult {
-    return this.settle(requestId, { kind: 'error', report });
-  }
-
-  initError(report: RuntimeErrorReport): RuntimeApiResult {
-    if (this.nextCalls > 0) return invalidStateTransition(RAPI_RUNTIME_STATES.Ready, RAPI_RUNTIME_STATES.InitError);
-    this.initErrors.push(report);
-    return ACCEPTED;
-  }
-
-  restoreNext(): Promise<void> {
+  override restoreNext(): Promise<void> {
     if (this.nextCalls > 0) return Promise.reject(invalidStateTransition(RAPI_RUNTIME_STATES.Running, RAPI_RUNTIME_STATES.RestoreReady));
     this.restoreCalls += 1;
     this.emit('restoreNext');
     return Promise.resolve();
   }
 
-  restoreError(report: RuntimeErrorReport): RuntimeApiResult {
+  override restoreError(report: RuntimeErrorReport): RuntimeApiResult {
     if (this.restoreCalls === 0 || this.nextCalls > 0) return invalidStateTransition(RAPI_RUNTIME_STATES.Running, RAPI_RUNTIME_STATES.RestoreError);
     this.restoreErrors.push(report);
     this.emit('restoreError', report);
-    return ACCEPTED;
-  }
-
-  private settle(requestId: string, outcome: Outcome): RuntimeApiResult {
-    if (requestId !== this.current) return RAPI_ERRORS.InvalidRequestID;
-    this.current = undefined;
-    this.outcomes.get(requestId)?.(outcome);
-    this.outcomes.delete(requestId);
     return ACCEPTED;
   }
 }
