@@ -181,7 +181,13 @@ export class SnapStart {
     }
     if (s === null) return undefined;
     this.lastUsed.set(k, Date.now());
-    return { dir: this.dir(v), blobFile: s.manifest.blob.file, flags: s.manifest.flags, ...(s.manifest.nodeOptions ? { nodeOptions: s.manifest.nodeOptions } : {}) };
+    return {
+      dir: this.dir(v),
+      blobFile: s.manifest.blob.file,
+      flags: s.manifest.flags,
+      initMs: s.manifest.initMs,
+      ...(s.manifest.nodeOptions ? { nodeOptions: s.manifest.nodeOptions } : {}),
+    };
   }
 
   /** Remove snapshots unused for 14 days; a later cold start re-creates them. */

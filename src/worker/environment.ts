@@ -76,6 +76,8 @@ export interface RestoreSource {
   readonly blobFile: string;
   readonly flags: readonly string[];
   readonly nodeOptions?: string;
+  /** How long the function's Init took when the snapshot was built. */
+  readonly initMs?: number;
 }
 
 interface Current {
