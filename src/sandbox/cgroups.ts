@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rmdir, writeFile, access } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rmdir, stat, writeFile, access } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ThawError } from '../util/errors.js';
@@ -76,6 +76,7 @@ async function detect(opts: CgroupOptions): Promise<CgroupManager | null> {
       log.warn({ version, missing }, 'sandbox cgroup controllers unavailable: those limits are not enforced');
     }
     await manager.probe();
+    void manager.sweep();
     log.debug({ version, parents: manager.parents }, 'sandbox cgroups ready');
     return manager;
   } catch (err) {
@@ -200,6 +201,37 @@ export class CgroupManager {
       cpuShares: 1024,
     });
     await cg.remove();
+  }
+
+  /**
+   * Remove environment cgroups that a killed Thaw left behind: empty, and older than `olderThanMs` (another
+   * Thaw on this host may be between creating a cgroup and moving its sandbox in). Best effort; returns the
+   * number of directories removed (one per controller on cgroup v1).
+   */
+  async sweep(olderThanMs = 10 * 60 * 1000, only: (id: string) => boolean = () => true): Promise<number> {
+    let removed = 0;
+    for (const parent of this.parents) {
+      let names: string[];
+      try {
+        names = await readdir(parent);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || !only(name)) continue;
+        const dir = join(parent, name);
+        try {
+          const st = await stat(dir);
+          if (!st.isDirectory() || Date.now() - st.mtimeMs < olderThanMs) continue;
+          if ((await readFile(join(dir, 'cgroup.procs'), 'utf8')).trim() !== '') continue;
+          await rmdir(dir);
+          removed++;
+        } catch {
+          // In use, already gone, or not a cgroup: leave it.
+        }
+      }
+    }
+    return removed;
   }
 
   /** Create the cgroup of one environment with its limits applied. */

@@ -47,6 +47,29 @@ describe('cgroups', () => {
     assert.equal(await detectCgroups({ logger: silentLogger }), manager, 'memoized');
   });
 
+  test('sweep() removes empty cgroups left behind, and never one with a process in it', { skip: why }, async () => {
+    assert.ok(manager !== null);
+    const empty = await manager.create(newId('sweep'), { memoryBytes: 64 * MiB, pids: 8, cpuShares: 128 });
+    const busy = await manager.create(newId('sweep'), { memoryBytes: 64 * MiB, pids: 8, cpuShares: 128 });
+    const child = spawn('/bin/sh', ['-c', `${busy.joinScript()} && exec sleep 30`], { stdio: 'ignore' });
+    try {
+      await within((async () => {
+        while (readFileSync(join(busy.dirs[0] ?? '', 'cgroup.procs'), 'utf8').trim() === '') await new Promise((r) => setTimeout(r, 20));
+      })(), 5000, 'the child joining its cgroup');
+      const mine = new Set([empty.id, busy.id]);
+      // Young cgroups are kept: another Thaw may be about to move a sandbox in.
+      assert.equal(await manager.sweep(60_000, (id) => mine.has(id)), 0);
+      assert.equal(await manager.sweep(0, (id) => mine.has(id)), empty.dirs.length, 'one directory per controller');
+      assert.ok(empty.dirs.every((d) => !existsSync(d)), 'the empty cgroup is gone');
+      assert.ok(busy.dirs.every((d) => existsSync(d)), 'the busy cgroup stays');
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      await busy.killAll();
+      await busy.remove();
+    }
+  });
+
   test('create() applies the limits', { skip: why }, async () => {
     assert.ok(manager !== null);
     const cg = await manager.create(newId('cg'), { memoryBytes: 96 * MiB, pids: 17, cpuShares: 512 });
