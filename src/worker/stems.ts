@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -10,6 +10,15 @@ import type { RuntimeDef } from './runtimes.js';
 import { Mounter } from './mounter.js';
 
 const run = promisify(execFile);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** A stem cell boots with these limits; specialisation applies the function's own. */
 export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
@@ -51,6 +60,7 @@ export class StemCells {
     warm?: readonly string[];
   }): Promise<StemCells | undefined> {
     if (process.getuid?.() !== 0) return undefined;
+    await StemCells.removeStale();
     const root = join('/run', 'thaw', `stems-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       await mkdir(root, { recursive: true, mode: 0o755 });
@@ -64,6 +74,18 @@ export class StemCells {
     const cells = new StemCells(root, o.make, o.runtimes, o.logger, o.maxPerRuntime ?? 4);
     for (const id of o.warm ?? []) cells.refill(id);
     return cells;
+  }
+
+  /** Unmount the stem directories of Thaw processes that no longer run (killed without a chance to clean up). */
+  private static async removeStale(): Promise<void> {
+    for (const name of await readdir('/run/thaw').catch(() => [] as string[])) {
+      const pid = /^stems-(\d+)-[0-9a-f]+$/.exec(name)?.[1];
+      if (pid === undefined || alive(Number(pid))) continue;
+      const dir = join('/run', 'thaw', name);
+      await run('umount', ['-l', dir]).catch(() => undefined);
+      // rmdir, never a recursive delete: if the unmount failed, what is below may be a function's code.
+      await rmdir(dir).catch(() => undefined);
+    }
   }
 
   /** Whether a stem can become this version (Node runtimes, default /tmp size, no exec wrapper). */
