@@ -39,7 +39,7 @@ async function invoke(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
     const id = ctx.invoker.enqueue(request);
     return { status: 202, headers: { 'x-amzn-requestid': id } };
   }
-  const r = await ctx.invoker.invoke(request);
+  const r = await ctx.invoker.invoke(request, undefined, logType === 'Tail');
   const headers: Record<string, string> = {
     'x-amz-executed-version': r.executedVersion,
     'x-amzn-requestid': r.requestId,

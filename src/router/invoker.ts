@@ -88,18 +88,19 @@ export class Invoker {
     return clientContext === undefined ? { version } : { version, clientContext };
   }
 
-  async invoke(req: InvokeRequest, requestId: string = randomUUID()): Promise<InvokeResult> {
+  /** `log`: the caller wants this invocation's log (LogType=Tail), so the result waits until it is complete. */
+  async invoke(req: InvokeRequest, requestId: string = randomUUID(), log = false): Promise<InvokeResult> {
     const { version, clientContext } = this.check(req, MAX_SYNC_PAYLOAD);
-    return this.run(req, version, clientContext, requestId);
+    return this.run(req, version, clientContext, requestId, log);
   }
 
-  private async run(req: InvokeRequest, version: VersionRecord, clientContext: string | undefined, requestId: string): Promise<InvokeResult> {
+  private async run(req: InvokeRequest, version: VersionRecord, clientContext: string | undefined, requestId: string, log: boolean): Promise<InvokeResult> {
     const out = await this.pool.invoke(version, {
       requestId,
       payload: req.payload.length === 0 ? Buffer.from('{}') : req.payload,
       invokedFunctionArn: functionArn(this.region, req.functionName, req.qualifier),
       ...(clientContext === undefined ? {} : { clientContext }),
-    });
+    }, { log });
     return {
       requestId,
       payload: out.payload,
@@ -137,7 +138,7 @@ export class Invoker {
     let failed: boolean;
     try {
       const { version, clientContext } = this.check(job.req, MAX_EVENT_PAYLOAD);
-      const r = await this.run(job.req, version, clientContext, job.requestId);
+      const r = await this.run(job.req, version, clientContext, job.requestId, false);
       failed = r.functionError !== undefined;
     } catch (e) {
       if (e instanceof ThawError && e.code === 'ResourceNotFound') {

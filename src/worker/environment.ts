@@ -89,6 +89,8 @@ interface Current {
   fatal: boolean;
   timer?: NodeJS.Timeout;
   finish: (o: InvokeOutcome) => void;
+  /** Told as soon as the runtime has answered (before the invocation is complete), once. */
+  onResponse?: (r: { payload: Buffer; functionError?: 'Unhandled' }) => void;
 }
 
 
@@ -316,7 +318,7 @@ export class Environment implements EnvironmentPort {
   }
 
   /** Run one invocation. The environment must be idle. */
-  invoke(input: InvokeInput, opts: { cold: boolean }): Promise<InvokeOutcome> {
+  invoke(input: InvokeInput, opts: { cold: boolean; onResponse?: (r: { payload: Buffer; functionError?: 'Unhandled' }) => void }): Promise<InvokeOutcome> {
     if (this.state !== 'idle') throw new Error(`environment ${this.id} is ${this.state}, not idle`);
     this.state = 'busy';
     this.lastUsed = Date.now();
@@ -337,6 +339,7 @@ export class Environment implements EnvironmentPort {
         ...(opts.cold && this.initDurationMs !== undefined ? { initDurationMs: this.initDurationMs } : {}),
         fatal: false,
         finish,
+        ...(opts.onResponse === undefined ? {} : { onResponse: opts.onResponse }),
       };
       cur.timer = setTimeout(() => this.onTimeout(cur), timeoutMs);
       this.current = cur;
@@ -453,6 +456,11 @@ export class Environment implements EnvironmentPort {
   private respond(cur: Current): void {
     if (cur.timer !== undefined) clearTimeout(cur.timer);
     cur.timer = undefined;
+    const tell = cur.onResponse;
+    if (tell !== undefined && cur.response !== undefined) {
+      cur.onResponse = undefined;
+      tell(cur.response);
+    }
   }
 
   /**

@@ -51,6 +51,9 @@ export class Pool {
   private readonly reaper: NodeJS.Timeout;
   private closed = false;
   private stems: StemCells | undefined;
+  /** Invocations answered but not yet complete, per version key; and requests waiting for one of them. */
+  private readonly finishing = new Map<string, number>();
+  private readonly waiters = new Map<string, ((env: Environment | undefined) => void)[]>();
   /** Recent start times (ms) per version and start path, for choosing the faster path. */
   private readonly startTimes = new Map<string, { restore: number[]; stem: number[] }>();
 
@@ -63,11 +66,15 @@ export class Pool {
     return this.all.size;
   }
 
-  async invoke(version: VersionRecord, input: InvokeInput): Promise<PoolOutcome> {
+  /**
+   * Run one invocation. With `log: false` the result is returned as soon as the runtime has answered, without
+   * waiting for the invocation to complete (END/REPORT and the runtime's next request); its log is stored later.
+   */
+  async invoke(version: VersionRecord, input: InvokeInput, opts: { log: boolean } = { log: true }): Promise<PoolOutcome> {
     if (this.closed) throw new ThawError('ServiceUnavailable', 'The worker is shutting down.');
     const key = keyOf(version);
-    const warm = this.idle.get(key)?.pop();
-    if (warm !== undefined) return this.run(warm, key, input, false);
+    const warm = this.idle.get(key)?.pop() ?? (await this.finishingEnvironment(key));
+    if (warm !== undefined) return this.run(warm, key, input, false, opts.log);
 
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
@@ -97,7 +104,7 @@ export class Pool {
       if (e instanceof InitFailure) return this.initFailed(version, input, e);
       throw e;
     }
-    return this.run(env, key, input, true);
+    return this.run(env, key, input, true, opts.log);
   }
 
   /**
@@ -150,8 +157,37 @@ export class Pool {
     return this.stems !== undefined;
   }
 
-  private async run(env: Environment, key: string, input: InvokeInput, cold: boolean): Promise<PoolOutcome> {
-    const out = await env.invoke(input, { cold });
+  private async run(env: Environment, key: string, input: InvokeInput, cold: boolean, log: boolean): Promise<PoolOutcome> {
+    let early: ((r: { payload: Buffer; functionError?: 'Unhandled' }) => void) | undefined;
+    let answeredEarly = false;
+    const answered = log ? undefined : new Promise<{ payload: Buffer; functionError?: 'Unhandled' }>((resolve) => {
+      early = (r) => {
+        // Answered, not yet complete: a request arriving now may wait a moment for this environment.
+        answeredEarly = true;
+        this.finishing.set(key, (this.finishing.get(key) ?? 0) + 1);
+        resolve(r);
+      };
+    });
+    const done = env.invoke(input, { cold, ...(early === undefined ? {} : { onResponse: early }) }).then((out) => {
+      if (answeredEarly) this.finishing.set(key, (this.finishing.get(key) ?? 1) - 1);
+      this.finished(env, key, out);
+      return out;
+    });
+    if (answered === undefined) return { ...(await done), cold };
+    const first = await Promise.race([answered, done]);
+    const full = 'log' in first ? first : undefined;
+    return {
+      payload: first.payload,
+      ...(first.functionError === undefined ? {} : { functionError: first.functionError }),
+      log: full?.log ?? [],
+      durationMs: full?.durationMs ?? 0,
+      fatal: full?.fatal ?? false,
+      cold,
+    };
+  }
+
+  /** An invocation is complete: store its log and give the environment back (or drop it). */
+  private finished(env: Environment, key: string, out: InvokeOutcome): void {
     this.o.logs.append(env.version.functionName, env.version.version, out.log);
     if (out.fatal || env.state !== 'idle') {
       this.all.delete(env);
@@ -159,11 +195,39 @@ export class Pool {
       this.all.delete(env);
       void env.stop();
     } else {
+      const waiter = this.waiters.get(key)?.shift();
+      if (waiter !== undefined) {
+        waiter(env);
+        return;
+      }
       let list = this.idle.get(key);
       if (list === undefined) this.idle.set(key, (list = []));
       list.push(env);
     }
-    return { ...out, cold };
+  }
+
+  /**
+   * An environment of this version that has answered its invocation and is about to be idle: a client that
+   * sends its next request the moment it has a response should get the same warm environment, not a cold one.
+   * Waits a few milliseconds at most.
+   */
+  private finishingEnvironment(key: string): Promise<Environment | undefined> | undefined {
+    if ((this.finishing.get(key) ?? 0) === 0) return undefined;
+    return new Promise((resolve) => {
+      let list = this.waiters.get(key);
+      if (list === undefined) this.waiters.set(key, (list = []));
+      const waiter = (env: Environment | undefined): void => {
+        clearTimeout(timer);
+        resolve(env);
+      };
+      const timer = setTimeout(() => {
+        const l = this.waiters.get(key);
+        const i = l?.indexOf(waiter) ?? -1;
+        if (i >= 0) l?.splice(i, 1);
+        resolve(undefined);
+      }, 25);
+      list.push(waiter);
+    });
   }
 
   /** Lambda's answer when Init fails on demand: the invocation fails with the init error. */
