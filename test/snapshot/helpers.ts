@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
@@ -44,39 +44,8 @@ export class RestorePort extends TestPort {
   }
 }
 
-export interface RuntimeProcess {
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  stdout(): string;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-/** Spawn a runtime with exactly `env` (never the host environment), in its own process group. */
-export function spawnRuntime(argv: readonly string[], env: Record<string, string>, cwd: string): RuntimeProcess {
-  const [cmd, ...args] = argv;
-  if (cmd === undefined) throw new Error('empty argv');
-  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-  return {
-    exited,
-    stdout: () => out,
-    stderr: () => err,
-    async stop() {
-      if (child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // Already gone.
-        }
-      }
-      await exited;
-    },
-  };
-}
+export { spawnRuntime, type RuntimeProcess } from '../runtimes/helpers.js';
+import { spawnRuntime, type RuntimeProcess } from '../runtimes/helpers.js';
 
 /** The variables Lambda sets for a function. */
 export function lambdaEnv(handler: string, taskRoot: string, extra: Record<string, string> = {}): Record<string, string> {
