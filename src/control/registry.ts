@@ -1,5 +1,6 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 import { ThawError } from '../util/errors.js';
 import { isVersionNumber } from './arn.js';
@@ -74,18 +75,27 @@ const notFoundFunction = (name: string, qualifier?: string): ThawError =>
  * return frozen records. Nothing here knows about HTTP.
  */
 export class Registry extends EventEmitter<RegistryEvents> {
+  private readonly statements = new Map<string, Database.Statement>();
+
   constructor(private readonly db: Db) {
     super();
+  }
+
+  /** A prepared statement, prepared once: resolving a version runs on every invoke. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
+    return st;
   }
 
   // ---- functions and versions ----
 
   createFunction(name: string, config: FunctionConfig, code: CodeRef, tags: Record<string, string>, publish: boolean): { latest: VersionRecord; published?: VersionRecord } {
     return this.db.transaction(() => {
-      const exists = this.db.prepare('SELECT 1 FROM functions WHERE name = ?').get(name);
+      const exists = this.sql('SELECT 1 FROM functions WHERE name = ?').get(name);
       if (exists) throw new ThawError('ResourceConflict', `Function already exist: ${name}`);
       const now = Date.now();
-      this.db.prepare('INSERT INTO functions (name, created_at, tags) VALUES (?, ?, ?)').run(name, now, JSON.stringify(tags));
+      this.sql('INSERT INTO functions (name, created_at, tags) VALUES (?, ?, ?)').run(name, now, JSON.stringify(tags));
       this.insertVersion(name, '$LATEST', config, code, now);
       const latest = this.mustVersion(name, '$LATEST');
       return publish ? { latest, published: this.publishLocked(name, undefined, undefined) } : { latest };
@@ -93,11 +103,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   functionExists(name: string): boolean {
-    return this.db.prepare('SELECT 1 FROM functions WHERE name = ?').get(name) !== undefined;
+    return this.sql('SELECT 1 FROM functions WHERE name = ?').get(name) !== undefined;
   }
 
   getVersion(name: string, version: string): VersionRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM versions WHERE function_name = ? AND version = ?').get(name, version) as VersionRow | undefined;
+    const r = this.sql('SELECT * FROM versions WHERE function_name = ? AND version = ?').get(name, version) as VersionRow | undefined;
     return r === undefined ? undefined : toVersion(r);
   }
 
@@ -123,8 +133,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
   listFunctions(marker: string | undefined, max: number, allVersions: boolean): { items: VersionRecord[]; next?: string } {
     const after = marker === undefined ? '' : Buffer.from(marker, 'base64url').toString();
     const rows = (allVersions
-      ? this.db.prepare(`SELECT * FROM versions WHERE (function_name || char(0) || printf('%010d', CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END)) > ? ORDER BY function_name, CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END LIMIT ?`)
-      : this.db.prepare(`SELECT * FROM versions WHERE version = '$LATEST' AND function_name > ? ORDER BY function_name LIMIT ?`)
+      ? this.sql(`SELECT * FROM versions WHERE (function_name || char(0) || printf('%010d', CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END)) > ? ORDER BY function_name, CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END LIMIT ?`)
+      : this.sql(`SELECT * FROM versions WHERE version = '$LATEST' AND function_name > ? ORDER BY function_name LIMIT ?`)
     ).all(after, max + 1) as VersionRow[];
     const items = rows.slice(0, max).map(toVersion);
     const last = items[items.length - 1];
@@ -138,7 +148,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   listVersions(name: string, marker: string | undefined, max: number): { items: VersionRecord[]; next?: string } {
     if (!this.functionExists(name)) throw notFoundFunction(name);
     const after = marker === undefined ? -1 : Number(marker);
-    const rows = this.db.prepare(`SELECT * FROM versions WHERE function_name = ? AND (CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END) > ? ORDER BY CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END LIMIT ?`)
+    const rows = this.sql(`SELECT * FROM versions WHERE function_name = ? AND (CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END) > ? ORDER BY CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END LIMIT ?`)
       .all(name, after, max + 1) as VersionRow[];
     const items = rows.slice(0, max).map(toVersion);
     const last = items[items.length - 1];
@@ -150,7 +160,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return this.db.transaction(() => {
       const cur = this.mustVersion(name, '$LATEST');
       checkRevision(cur.revisionId, revisionId);
-      this.db.prepare(`UPDATE versions SET code_sha256 = ?, code_size = ?, revision_id = ?, last_modified = ?,
+      this.sql(`UPDATE versions SET code_sha256 = ?, code_size = ?, revision_id = ?, last_modified = ?,
         last_update_status = 'Successful', last_update_reason = NULL, last_update_reason_code = NULL
         WHERE function_name = ? AND version = '$LATEST'`).run(code.sha256, code.size, randomUUID(), Date.now(), name);
       this.emit('changed', name, '$LATEST');
@@ -164,7 +174,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const cur = this.mustVersion(name, '$LATEST');
       checkRevision(cur.revisionId, revisionId);
       const next = patch(cur.config);
-      this.db.prepare(`UPDATE versions SET config = ?, revision_id = ?, last_modified = ?,
+      this.sql(`UPDATE versions SET config = ?, revision_id = ?, last_modified = ?,
         last_update_status = 'Successful', last_update_reason = NULL, last_update_reason_code = NULL
         WHERE function_name = ? AND version = '$LATEST'`).run(JSON.stringify(next), randomUUID(), Date.now(), name);
       this.emit('changed', name, '$LATEST');
@@ -173,7 +183,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   setState(name: string, version: string, state: VersionState, reason: string | null = null, reasonCode: string | null = null): void {
-    this.db.prepare('UPDATE versions SET state = ?, state_reason = ?, state_reason_code = ? WHERE function_name = ? AND version = ?')
+    this.sql('UPDATE versions SET state = ?, state_reason = ?, state_reason_code = ? WHERE function_name = ? AND version = ?')
       .run(state, reason, reasonCode, name, version);
   }
 
@@ -188,15 +198,15 @@ export class Registry extends EventEmitter<RegistryEvents> {
       throw new ThawError('InvalidParameterValue', `CodeSHA256 (${Buffer.from(codeSha256Hex, 'hex').toString('base64')}) is different from current CodeSHA256 in $LATEST (${Buffer.from(latest.codeSha256, 'hex').toString('base64')}). Please try again with the CodeSHA256 in $LATEST.`);
     }
     // Lambda publishes nothing new when $LATEST equals the newest published version.
-    const newest = this.db.prepare(`SELECT * FROM versions WHERE function_name = ? AND version != '$LATEST' ORDER BY CAST(version AS INTEGER) DESC LIMIT 1`).get(name) as VersionRow | undefined;
+    const newest = this.sql(`SELECT * FROM versions WHERE function_name = ? AND version != '$LATEST' ORDER BY CAST(version AS INTEGER) DESC LIMIT 1`).get(name) as VersionRow | undefined;
     if (newest !== undefined) {
       const nv = toVersion(newest);
       const sameConfig = JSON.stringify({ ...nv.config, description: '' }) === JSON.stringify({ ...latest.config, description: '' });
       if (nv.codeSha256 === latest.codeSha256 && sameConfig) return nv;
     }
-    const fn = this.db.prepare('SELECT next_version FROM functions WHERE name = ?').get(name) as { next_version: number };
+    const fn = this.sql('SELECT next_version FROM functions WHERE name = ?').get(name) as { next_version: number };
     const version = String(fn.next_version);
-    this.db.prepare('UPDATE functions SET next_version = next_version + 1 WHERE name = ?').run(name);
+    this.sql('UPDATE functions SET next_version = next_version + 1 WHERE name = ?').run(name);
     const config: FunctionConfig = { ...latest.config, description: description ?? latest.config.description };
     this.insertVersion(name, version, config, { sha256: latest.codeSha256, size: latest.codeSize }, Date.now());
     this.emit('published', this.mustVersion(name, version));
@@ -204,7 +214,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   }
 
   private insertVersion(name: string, version: string, config: FunctionConfig, code: CodeRef, now: number): void {
-    this.db.prepare(`INSERT INTO versions (function_name, version, config, code_sha256, code_size, state, last_update_status, revision_id, last_modified)
+    this.sql(`INSERT INTO versions (function_name, version, config, code_sha256, code_size, state, last_update_status, revision_id, last_modified)
       VALUES (?, ?, ?, ?, ?, 'Active', 'Successful', ?, ?)`).run(name, version, JSON.stringify(config), code.sha256, code.size, randomUUID(), now);
   }
 
@@ -213,8 +223,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.db.transaction(() => {
       if (!this.functionExists(name)) throw notFoundFunction(name);
       if (qualifier === undefined) {
-        const versions = this.db.prepare('SELECT version FROM versions WHERE function_name = ?').pluck().all(name) as string[];
-        this.db.prepare('DELETE FROM functions WHERE name = ?').run(name);
+        const versions = this.sql('SELECT version FROM versions WHERE function_name = ?').pluck().all(name) as string[];
+        this.sql('DELETE FROM functions WHERE name = ?').run(name);
         for (const v of versions) this.emit('changed', name, v);
         return;
       }
@@ -225,30 +235,30 @@ export class Registry extends EventEmitter<RegistryEvents> {
         throw new ThawError('InvalidParameterValue', 'Deletion of aliases is not supported by DeleteFunction. Use DeleteAlias instead.');
       }
       this.mustVersion(name, qualifier);
-      const users = this.db.prepare('SELECT name, function_version, routing FROM aliases WHERE function_name = ?').all(name) as AliasRow[];
+      const users = this.sql('SELECT name, function_version, routing FROM aliases WHERE function_name = ?').all(name) as AliasRow[];
       const used = users.filter((a) => a.function_version === qualifier || (a.routing !== null && qualifier in (JSON.parse(a.routing) as object)));
       if (used.length > 0) {
         throw new ThawError('ResourceConflict', `Unable to delete version because the following aliases reference it: [${used.map((a) => a.name).join(', ')}]`);
       }
-      this.db.prepare('DELETE FROM versions WHERE function_name = ? AND version = ?').run(name, qualifier);
+      this.sql('DELETE FROM versions WHERE function_name = ? AND version = ?').run(name, qualifier);
       this.emit('changed', name, qualifier);
     })();
   }
 
   /** Versions waiting for an optimisation (SnapStart) that a restart interrupted. */
   pendingVersions(): VersionRecord[] {
-    return (this.db.prepare(`SELECT * FROM versions WHERE state = 'Pending'`).all() as VersionRow[]).map(toVersion);
+    return (this.sql(`SELECT * FROM versions WHERE state = 'Pending'`).all() as VersionRow[]).map(toVersion);
   }
 
   /** Every code package still referenced by some version. */
   referencedCode(): Set<string> {
-    return new Set(this.db.prepare('SELECT DISTINCT code_sha256 FROM versions').pluck().all() as string[]);
+    return new Set(this.sql('SELECT DISTINCT code_sha256 FROM versions').pluck().all() as string[]);
   }
 
   // ---- aliases ----
 
   getAlias(name: string, alias: string): AliasRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM aliases WHERE function_name = ? AND name = ?').get(name, alias) as AliasRow | undefined;
+    const r = this.sql('SELECT * FROM aliases WHERE function_name = ? AND name = ?').get(name, alias) as AliasRow | undefined;
     return r === undefined ? undefined : toAlias(r);
   }
 
@@ -268,7 +278,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       if (this.getAlias(name, alias) !== undefined) {
         throw new ThawError('ResourceConflict', `Alias already exists: arn:aws:lambda:us-east-1:000000000000:function:${name}:${alias}`);
       }
-      this.db.prepare('INSERT INTO aliases (function_name, name, function_version, description, routing, revision_id) VALUES (?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO aliases (function_name, name, function_version, description, routing, revision_id) VALUES (?, ?, ?, ?, ?, ?)')
         .run(name, alias, version, description, weights === null ? null : JSON.stringify(weights), randomUUID());
       return this.mustAlias(name, alias);
     })();
@@ -281,7 +291,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       const version = patch.version ?? cur.functionVersion;
       const weights = patch.weights === undefined ? cur.weights : patch.weights;
       this.checkAliasTargets(name, version, weights);
-      this.db.prepare('UPDATE aliases SET function_version = ?, description = ?, routing = ?, revision_id = ? WHERE function_name = ? AND name = ?')
+      this.sql('UPDATE aliases SET function_version = ?, description = ?, routing = ?, revision_id = ? WHERE function_name = ? AND name = ?')
         .run(version, patch.description ?? cur.description, weights === null ? null : JSON.stringify(weights), randomUUID(), name, alias);
       return this.mustAlias(name, alias);
     })();
@@ -290,14 +300,14 @@ export class Registry extends EventEmitter<RegistryEvents> {
   deleteAlias(name: string, alias: string): void {
     this.db.transaction(() => {
       if (!this.functionExists(name)) throw notFoundFunction(name);
-      this.db.prepare('DELETE FROM function_urls WHERE function_name = ? AND qualifier = ?').run(name, alias);
-      this.db.prepare('DELETE FROM aliases WHERE function_name = ? AND name = ?').run(name, alias);
+      this.sql('DELETE FROM function_urls WHERE function_name = ? AND qualifier = ?').run(name, alias);
+      this.sql('DELETE FROM aliases WHERE function_name = ? AND name = ?').run(name, alias);
     })();
   }
 
   listAliases(name: string, version: string | undefined, marker: string | undefined, max: number): { items: AliasRecord[]; next?: string } {
     if (!this.functionExists(name)) throw notFoundFunction(name);
-    const rows = this.db.prepare('SELECT * FROM aliases WHERE function_name = ? AND name > ? AND (? IS NULL OR function_version = ?) ORDER BY name LIMIT ?')
+    const rows = this.sql('SELECT * FROM aliases WHERE function_name = ? AND name > ? AND (? IS NULL OR function_version = ?) ORDER BY name LIMIT ?')
       .all(name, marker ?? '', version ?? null, version ?? null, max + 1) as AliasRow[];
     const items = rows.slice(0, max).map(toAlias);
     const last = items[items.length - 1];
@@ -321,7 +331,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   // ---- tags ----
 
   tags(name: string): Record<string, string> {
-    const r = this.db.prepare('SELECT tags FROM functions WHERE name = ?').get(name) as { tags: string } | undefined;
+    const r = this.sql('SELECT tags FROM functions WHERE name = ?').get(name) as { tags: string } | undefined;
     if (r === undefined) throw notFoundFunction(name);
     return JSON.parse(r.tags) as Record<string, string>;
   }
@@ -330,19 +340,19 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.db.transaction(() => {
       const next = update(this.tags(name));
       if (Object.keys(next).length > 50) throw new ThawError('InvalidParameterValue', 'Number of tags exceeds resource tag limit.');
-      this.db.prepare('UPDATE functions SET tags = ? WHERE name = ?').run(JSON.stringify(next), name);
+      this.sql('UPDATE functions SET tags = ? WHERE name = ?').run(JSON.stringify(next), name);
     })();
   }
 
   // ---- function URLs ----
 
   getUrl(name: string, qualifier: string): FunctionUrlRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM function_urls WHERE function_name = ? AND qualifier = ?').get(name, qualifier) as UrlRow | undefined;
+    const r = this.sql('SELECT * FROM function_urls WHERE function_name = ? AND qualifier = ?').get(name, qualifier) as UrlRow | undefined;
     return r === undefined ? undefined : toUrl(r);
   }
 
   getUrlById(urlId: string): FunctionUrlRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM function_urls WHERE url_id = ?').get(urlId) as UrlRow | undefined;
+    const r = this.sql('SELECT * FROM function_urls WHERE url_id = ?').get(urlId) as UrlRow | undefined;
     return r === undefined ? undefined : toUrl(r);
   }
 
@@ -360,7 +370,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       }
       const now = Date.now();
       const urlId = randomBytes(16).toString('hex');
-      this.db.prepare('INSERT INTO function_urls (function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO function_urls (function_name, qualifier, url_id, auth_type, cors, invoke_mode, created_at, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(name, qualifier, urlId, authType, cors === null ? null : JSON.stringify(cors), invokeMode, now, now);
       return this.getUrl(name, qualifier) as FunctionUrlRecord;
     })();
@@ -369,7 +379,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   updateUrl(name: string, qualifier: string, patch: { authType?: 'NONE' | 'AWS_IAM'; cors?: Record<string, unknown> | null; invokeMode?: string }): FunctionUrlRecord {
     return this.db.transaction(() => {
       const cur = this.mustUrl(name, qualifier);
-      this.db.prepare('UPDATE function_urls SET auth_type = ?, cors = ?, invoke_mode = ?, last_modified = ? WHERE function_name = ? AND qualifier = ?')
+      this.sql('UPDATE function_urls SET auth_type = ?, cors = ?, invoke_mode = ?, last_modified = ? WHERE function_name = ? AND qualifier = ?')
         .run(patch.authType ?? cur.authType, patch.cors === undefined ? (cur.cors === null ? null : JSON.stringify(cur.cors)) : (patch.cors === null ? null : JSON.stringify(patch.cors)),
           patch.invokeMode ?? cur.invokeMode, Date.now(), name, qualifier);
       return this.mustUrl(name, qualifier);
@@ -387,12 +397,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   deleteUrl(name: string, qualifier: string): void {
     this.mustUrl(name, qualifier);
-    this.db.prepare('DELETE FROM function_urls WHERE function_name = ? AND qualifier = ?').run(name, qualifier);
+    this.sql('DELETE FROM function_urls WHERE function_name = ? AND qualifier = ?').run(name, qualifier);
   }
 
   listUrls(name: string, marker: string | undefined, max: number): { items: FunctionUrlRecord[]; next?: string } {
     if (!this.functionExists(name)) throw notFoundFunction(name);
-    const rows = this.db.prepare('SELECT * FROM function_urls WHERE function_name = ? AND (? IS NULL OR qualifier > ?) ORDER BY qualifier LIMIT ?')
+    const rows = this.sql('SELECT * FROM function_urls WHERE function_name = ? AND (? IS NULL OR qualifier > ?) ORDER BY qualifier LIMIT ?')
       .all(name, marker ?? null, marker ?? null, max + 1) as UrlRow[];
     const items = rows.slice(0, max).map(toUrl);
     const last = items[items.length - 1];
@@ -402,7 +412,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
   // ---- account-wide ----
 
   counts(): { functions: number; codeBytes: number } {
-    const r = this.db.prepare('SELECT (SELECT COUNT(*) FROM functions) AS f, (SELECT COALESCE(SUM(size), 0) FROM code) AS b').get() as { f: number; b: number };
+    const r = this.sql('SELECT (SELECT COUNT(*) FROM functions) AS f, (SELECT COALESCE(SUM(size), 0) FROM code) AS b').get() as { f: number; b: number };
     return { functions: r.f, codeBytes: r.b };
   }
 }

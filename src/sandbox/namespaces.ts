@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { chmod, stat } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
 import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { validateSpec, vmHwmBytes } from './process.js';
+import { spawnSandboxProcess, validateSpec, vmHwmBytes } from './process.js';
 
 /**
  * The namespaces driver: bubblewrap, run as root, builds a fresh pid, mount, ipc, uts, cgroup and network
@@ -308,22 +308,11 @@ export class NamespacesDriver implements SandboxDriver {
     ];
     const [file, ...args] =
       cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
-    let child: ChildProcess;
-    try {
-      child = spawn(file as string, args, {
-        env: {},
-        cwd: '/',
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-      });
-    } catch (err) {
-      await cgroup?.remove();
-      throw new ThawError('Service', `sandbox ${spec.id} failed to start`, {}, { cause: err });
-    }
-    if (child.pid === undefined) {
-      const [err] = (await once(child, 'error')) as [Error];
-      await cgroup?.remove();
-      throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${err.message}`, {}, { cause: err });
-    }
+    const child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
+      env: {},
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+    });
     const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log);
     const nul = (items: readonly string[]): string => items.map((s) => `${s}\0`).join('');
     feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));

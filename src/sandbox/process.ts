@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
@@ -26,6 +26,33 @@ export interface ProcessDriverOptions {
 const SPEC_ID = /^[a-z0-9][a-z0-9-]*$/;
 
 /** The host path a sandbox path stands for: longest mount prefix wins, other paths are unchanged. */
+/**
+ * Spawn a sandbox's outermost process; when it cannot start, remove its cgroup and throw a ServiceException
+ * naming the sandbox (shared by the drivers).
+ */
+export async function spawnSandboxProcess(
+  id: string,
+  cgroup: Cgroup | null,
+  file: string,
+  args: readonly string[],
+  options: SpawnOptions,
+  fields: Record<string, unknown> = {},
+): Promise<ChildProcess> {
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, options);
+  } catch (err) {
+    await cgroup?.remove();
+    throw new ThawError('Service', `sandbox ${id} failed to start`, fields, { cause: err });
+  }
+  if (child.pid === undefined) {
+    const [err] = (await once(child, 'error')) as [Error];
+    await cgroup?.remove();
+    throw new ThawError('Service', `sandbox ${id} failed to start: ${err.message}`, fields, { cause: err });
+  }
+  return child;
+}
+
 export function resolveMountPath(sandboxPath: string, mounts: readonly Mount[]): string {
   let best: { host: string; prefix: string } | undefined;
   for (const m of mounts) {
@@ -115,24 +142,13 @@ export class ProcessDriver implements SandboxDriver {
     const script = [cgroup?.joinScript(), 'PWD' in env ? undefined : 'unset PWD', 'exec "$@"']
       .filter((s) => s !== undefined)
       .join(' && ');
-    let child: ChildProcess;
-    try {
-      child = spawn('/bin/sh', ['-c', script, 'thaw-sandbox', ...argv], {
-        env,
-        cwd,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-      });
-    } catch (err) {
-      await cgroup?.remove();
-      throw new ThawError('Service', `sandbox ${spec.id} failed to start`, {}, { cause: err });
-    }
-    if (child.pid === undefined) {
-      const [err] = (await once(child, 'error')) as [Error];
-      await cgroup?.remove();
-      throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${err.message}`, { cwd }, { cause: err });
-    }
-    return new ProcessSandbox(spec.id, child, child.pid, cgroup, this.log);
+    const child = await spawnSandboxProcess(spec.id, cgroup, '/bin/sh', ['-c', script, 'thaw-sandbox', ...argv], {
+      env,
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    }, { cwd });
+    return new ProcessSandbox(spec.id, child, child.pid as number, cgroup, this.log);
   }
 }
 

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,32 +45,18 @@ export class RestorePort extends TestPort {
 }
 
 export { spawnRuntime, type RuntimeProcess } from '../runtimes/helpers.js';
-import { spawnRuntime, type RuntimeProcess } from '../runtimes/helpers.js';
+import { lambdaEnv as runtimeLambdaEnv, spawnRuntime, writeFiles, type RuntimeProcess } from '../runtimes/helpers.js';
 
-/** The variables Lambda sets for a function. */
+/** The variables Lambda sets for a function (the runtimes tests' set, for published version 1). */
 export function lambdaEnv(handler: string, taskRoot: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    PATH: '/usr/bin:/bin',
-    LANG: 'en_US.UTF-8',
-    TZ: ':UTC',
-    _HANDLER: handler,
-    LAMBDA_TASK_ROOT: taskRoot,
-    AWS_LAMBDA_FUNCTION_NAME: 'fn-test',
+  return runtimeLambdaEnv(handler, taskRoot, undefined, {
     AWS_LAMBDA_FUNCTION_VERSION: '1',
-    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '128',
     AWS_LAMBDA_LOG_STREAM_NAME: '2025/01/01/[1]0123456789abcdef',
-    AWS_REGION: 'us-east-1',
     ...extra,
-  };
+  });
 }
 
-export async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
-  for (const [name, content] of Object.entries(files)) {
-    const file = path.join(root, name);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, content);
-  }
-}
+export { writeFiles };
 
 export async function waitFor(emitter: EventEmitter, event: string, timeoutMs = 10_000): Promise<unknown[]> {
   return once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) });
