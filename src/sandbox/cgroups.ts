@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, stat, writeFile, access } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -85,6 +85,15 @@ async function detect(opts: CgroupOptions): Promise<CgroupManager | null> {
       'cgroups are not writable: sandboxes run WITHOUT memory, pids and cpu limits and without OOM detection',
     );
     return null;
+  }
+}
+
+/** A sysfs file's content, or `fallback` when it cannot be read. */
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return fallback;
   }
 }
 
@@ -298,6 +307,8 @@ export class Cgroup {
   private frozen = false;
   private removed: Promise<void> | undefined;
   private sampler: NodeJS.Timeout | undefined;
+  /** The last value written to each limit file. */
+  private readonly written = new Map<string, string>();
 
   constructor(
     readonly id: string,
@@ -317,15 +328,23 @@ export class Cgroup {
     return dir === undefined ? undefined : join(dir, name);
   }
 
-  /** Set the limits; also raises or lowers them on a running cgroup. A no-op once removed. */
+  /**
+   * Set the limits; also raises or lowers them on a running cgroup. A no-op once removed. The writes are
+   * synchronous: each is a few microseconds of sysfs work, far less than a round trip through libuv's thread
+   * pool, and this sits on the cold-start path of a stem cell. Values already in place are not written again.
+   */
   async applyLimits(limits: CgroupLimits): Promise<void> {
     if (this.removed !== undefined) return;
-    const w = async (c: Controller, name: string, value: string | number, optional = false): Promise<void> => {
+    const w = (c: Controller, name: string, value: string | number, optional = false): void => {
       const f = this.file(c, name);
       if (f === undefined) return;
+      const text = String(value);
+      if (this.written.get(f) === text) return;
       try {
-        await writeFile(f, String(value));
+        writeFileSync(f, text);
+        this.written.set(f, text);
       } catch (err) {
+        this.written.delete(f);
         if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw new ThawError('Service', `cannot set ${name} on sandbox cgroup ${this.id}`, { file: f }, { cause: err });
       }
@@ -336,17 +355,18 @@ export class Cgroup {
       // memsw (memory+swap) must be >= the memory limit; equal means swap cannot be used to dodge it. Raising
       // a running cgroup's limit must raise memsw first, lowering it must lower memory first.
       const memsw = this.file('memory', 'memory.memsw.limit_in_bytes');
-      const current = memsw === undefined ? Number.POSITIVE_INFINITY : Number(await readFile(memsw, 'utf8').catch(() => 'Infinity'));
-      if (mem > current) await w('memory', 'memory.memsw.limit_in_bytes', mem, true);
-      await w('memory', 'memory.limit_in_bytes', mem);
-      await w('memory', 'memory.memsw.limit_in_bytes', mem, true);
-      await w('pids', 'pids.max', pids);
-      await w('cpu', 'cpu.shares', Math.max(Math.round(limits.cpuShares), 2));
+      const known = memsw === undefined ? undefined : this.written.get(memsw);
+      const current = memsw === undefined ? Number.POSITIVE_INFINITY : Number(known ?? readOr(memsw, 'Infinity'));
+      if (mem > current) w('memory', 'memory.memsw.limit_in_bytes', mem, true);
+      w('memory', 'memory.limit_in_bytes', mem);
+      w('memory', 'memory.memsw.limit_in_bytes', mem, true);
+      w('pids', 'pids.max', pids);
+      w('cpu', 'cpu.shares', Math.max(Math.round(limits.cpuShares), 2));
     } else {
-      await w('memory', 'memory.max', mem);
-      await w('memory', 'memory.swap.max', 0, true);
-      await w('pids', 'pids.max', pids);
-      await w('cpu', 'cpu.weight', sharesToWeight(limits.cpuShares));
+      w('memory', 'memory.max', mem);
+      w('memory', 'memory.swap.max', 0, true);
+      w('pids', 'pids.max', pids);
+      w('cpu', 'cpu.weight', sharesToWeight(limits.cpuShares));
       const hasPeak = await access(this.file('memory', 'memory.peak') ?? '/nonexistent').then(
         () => true,
         () => false,

@@ -47,6 +47,12 @@ export interface SandboxSpec {
    * Only meaningful with runtimeApiTransport 'unix'; set AWS_LAMBDA_RUNTIME_API to 127.0.0.1:9001.
    */
   readonly runtimeApiTcp?: boolean;
+  /**
+   * Start the sandbox (namespaces, mounts, cgroup) but hold the workload back: argv and env must be empty here,
+   * and Sandbox.launch supplies them later. Only for drivers with `canDefer`. The working directory is entered
+   * again at launch, so a mount made onto it in the meantime (shared propagation) is seen.
+   */
+  readonly deferred?: boolean;
 }
 
 /** Where the Runtime API socket appears inside an isolating sandbox. */
@@ -77,6 +83,11 @@ export interface Sandbox {
    * /tmp size cannot change. Absent when the driver cannot do it.
    */
   updateLimits?(limits: SandboxLimits): Promise<void>;
+  /**
+   * Run the workload of a sandbox started with `deferred`: argv (sandbox paths) with exactly env. Resolves once
+   * it runs; rejects when it cannot. Once only.
+   */
+  launch?(argv: readonly string[], env: Readonly<Record<string, string>>): Promise<void>;
   /** Kill everything still running and release host resources (cgroups, temporary directories). Idempotent. */
   destroy(): Promise<void>;
 }
@@ -95,5 +106,7 @@ export interface SandboxDriver {
    * call resolve() only for paths handed over some other way.
    */
   resolve(sandboxPath: string, mounts: readonly Mount[]): string;
+  /** Whether start() takes `deferred` specs. */
+  readonly canDefer: boolean;
   start(spec: SandboxSpec): Promise<Sandbox>;
 }

@@ -11,7 +11,7 @@ import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
 import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { spawnSandboxProcess, validateSpec, vmHwmBytes } from './process.js';
+import { spawnSandboxProcess, validateLaunch, validateSpec, vmHwmBytes } from './process.js';
 
 /**
  * The namespaces driver: bubblewrap, run as root, builds a fresh pid, mount, ipc, uts, cgroup and network
@@ -87,9 +87,12 @@ const FD_GROUP = 7;
 /**
  * pid 1 inside the sandbox: root with only CAP_SETUID, CAP_SETGID and CAP_SETPCAP, out of the workload's
  * reach (another uid, and signals to a namespace's init are dropped). @ARGV: uid, gid, the prctl and capset
- * syscall numbers, the Runtime API socket for the TCP relay ('' = none), then argv.
- * fd 4: the environment, NUL-separated NAME=value. fd 5: status lines to the host ("pid N", "status W",
- * "fail reason"). argv is held back until "pid N" is written, so the host always learns its pid first.
+ * syscall numbers, the Runtime API socket for the TCP relay ('' = none), '1' for a deferred start ('' = not),
+ * the working directory, then argv (none when deferred).
+ * fd 4: the environment, NUL-separated NAME=value, then (deferred) an empty item and argv, NUL-separated; the
+ * init blocks reading it until the host closes it, which is how a deferred sandbox waits. fd 5: status lines to
+ * the host ("waiting" for a deferred start, "pid N", "status W", "fail reason"). argv is held back until
+ * "pid N" is written, so the host always learns its pid first.
  *
  * The relay listens on 127.0.0.1:9001 before argv is forked, so the port is ready by construction (polling
  * /proc/net/tcp costs ~10 ms on a large host: the kernel walks the whole TCP hash for each read). It copies
@@ -97,17 +100,27 @@ const FD_GROUP = 7;
  */
 const INIT = String.raw`
 $0 = 'thaw-init';
-my ($uid, $gid, $prctl, $capset, $sock) = splice @ARGV, 0, 5;
+my ($uid, $gid, $prctl, $capset, $sock, $deferred, $cwd) = splice @ARGV, 0, 7;
 opendir my $d, '/proc/self/fd' or die "thaw-init: /proc/self/fd: $!\n";
 my @fds = grep { /^\d+$/ && $_ > 2 && $_ != 4 && $_ != 5 } readdir $d;
 closedir $d;
 for my $fd (@fds) { open(my $h, '<&=', $fd) and close $h }
-open my $in, '<&=', 4 or die "thaw-init: env: $!\n";
-my %env = map { /^([^=]*)=(.*)$/s ? ($1, $2) : () } split /\0/, do { local $/; <$in> } // '';
-close $in;
 open my $st, '>&=', 5 or die "thaw-init: status: $!\n";
 select((select($st), $| = 1)[0]);
 sub fail { print $st "fail $_[0]\n"; exit 1 }
+print $st "waiting\n" if $deferred;
+open my $in, '<&=', 4 or fail("env: $!");
+my @parts = split /\0/, do { local $/; <$in> } // '', -1;
+close $in;
+my %env;
+while (@parts && $parts[0] ne '') { my $kv = shift @parts; $env{$1} = $2 if $kv =~ /^([^=]*)=(.*)$/s }
+shift @parts;
+if ($deferred) {
+  pop @parts if @parts && $parts[-1] eq '';
+  fail('no argv') if !@parts;
+  @ARGV = @parts;
+  chdir $cwd or fail("chdir $cwd: $!");
+}
 sub pump {
   my ($from, $to) = @_;
   while (1) {
@@ -247,6 +260,7 @@ export class NamespacesDriver implements SandboxDriver {
   readonly name = 'namespaces' as const;
   readonly isolates = true;
   readonly runtimeApiTransport = 'unix' as const;
+  readonly canDefer = true;
   private readonly log: Logger;
   private cgroups: Promise<CgroupManager | null> | undefined;
   private readonly uid: number;
@@ -304,6 +318,8 @@ export class NamespacesDriver implements SandboxDriver {
       String(this.syscalls.prctl),
       String(this.syscalls.capset),
       spec.runtimeApiTcp === true ? RUNTIME_API_SOCKET : '',
+      spec.deferred === true ? '1' : '',
+      spec.cwd,
       ...spec.argv,
     ];
     const [file, ...args] =
@@ -314,9 +330,8 @@ export class NamespacesDriver implements SandboxDriver {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
     });
     const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log);
-    const nul = (items: readonly string[]): string => items.map((s) => `${s}\0`).join('');
     feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));
-    feed(child, FD_ENV, nul(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`)));
+    if (spec.deferred !== true) feed(child, FD_ENV, workload(spec.env));
     feed(
       child,
       FD_PASSWD,
@@ -326,7 +341,7 @@ export class NamespacesDriver implements SandboxDriver {
     );
     feed(child, FD_GROUP, `root:x:0:\nsbx_user1051:x:${this.gid}:\nnogroup:x:65534:\n`);
 
-    const failure = await sb.ready;
+    const failure = await (spec.deferred === true ? sb.waiting : sb.ready);
     if (failure !== undefined) {
       const stderr = collect(sb.stderr);
       await sb.destroy();
@@ -427,6 +442,14 @@ function systemArgs(): string[] {
   return a;
 }
 
+const nul = (items: readonly string[]): string => items.map((s) => `${s}\0`).join('');
+
+/** What the init reads from FD_ENV: the environment, and for a deferred start an empty item and argv. */
+function workload(env: Readonly<Record<string, string>>, argv?: readonly string[]): string {
+  const vars = nul(Object.entries(env).map(([k, v]) => `${k}=${v}`));
+  return argv === undefined ? vars : `${vars}\0${nul(argv)}`;
+}
+
 function feed(child: ChildProcess, fd: number, data: string): void {
   const s = (child.stdio as readonly unknown[])[fd] as Writable | null | undefined;
   if (s === null || s === undefined) return;
@@ -453,6 +476,9 @@ class NamespacesSandbox implements Sandbox {
   readonly exited: Promise<ExitInfo>;
   /** Resolves undefined once argv runs, or with the reason it never will. */
   readonly ready: Promise<string | undefined>;
+  /** For a deferred start: resolves undefined once the init waits for argv, or with the reason it never will. */
+  readonly waiting: Promise<string | undefined>;
+  private launched = false;
   /** Host pids of pid 1 and of argv, found once argv runs. */
   private init: number | undefined;
   private main: number | undefined;
@@ -463,7 +489,7 @@ class NamespacesSandbox implements Sandbox {
 
   constructor(
     readonly id: string,
-    child: ChildProcess,
+    private readonly child: ChildProcess,
     private readonly cgroup: Cgroup | null,
     private readonly log: Logger,
   ) {
@@ -480,6 +506,8 @@ class NamespacesSandbox implements Sandbox {
 
     let signalReady: (failure: string | undefined) => void = () => undefined;
     this.ready = new Promise((resolve) => (signalReady = resolve));
+    let signalWaiting: (failure: string | undefined) => void = () => undefined;
+    this.waiting = new Promise((resolve) => (signalWaiting = resolve));
     const statusClosed = new Promise<void>((resolve) => {
       let buf = '';
       status.setEncoding('utf8');
@@ -496,7 +524,10 @@ class NamespacesSandbox implements Sandbox {
             signalReady(undefined);
           } else if (st !== null) {
             this.status = Number(st[1]) & 0xffff;
+          } else if (line === 'waiting') {
+            signalWaiting(undefined);
           } else if (line.startsWith('fail ')) {
+            signalWaiting(line.slice(5, 500));
             signalReady(line.slice(5, 500));
           }
         }
@@ -506,6 +537,7 @@ class NamespacesSandbox implements Sandbox {
     });
     this.exited = (async () => {
       const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+      signalWaiting(`sandbox exited early (code ${code}, signal ${signal})`);
       signalReady(`sandbox exited early (code ${code}, signal ${signal})`);
       return this.finish(code, signal, statusClosed);
     })();
@@ -559,6 +591,15 @@ class NamespacesSandbox implements Sandbox {
 
   async updateLimits(limits: SandboxLimits): Promise<void> {
     await this.cgroup?.applyLimits(limits);
+  }
+
+  async launch(argv: readonly string[], env: Readonly<Record<string, string>>): Promise<void> {
+    validateLaunch(argv, env, (why, fields = {}) => new ThawError('Service', `sandbox ${this.id}: cannot launch: ${why}`, fields));
+    if (this.launched) throw new ThawError('Service', `sandbox ${this.id} was launched already`);
+    this.launched = true;
+    feed(this.child, FD_ENV, workload(env, argv));
+    const failure = await this.ready;
+    if (failure !== undefined) throw new ThawError('Service', `sandbox ${this.id} failed to launch: ${failure}`);
   }
 
   maxMemoryBytes(): number {

@@ -84,8 +84,11 @@ export function validateSpec(spec: SandboxSpec): void {
     new ThawError('Service', `invalid sandbox spec ${JSON.stringify(spec.id)}: ${why}`, fields);
   const nul = (s: string): boolean => s.includes('\0');
   if (!SPEC_ID.test(spec.id)) throw bad('id must match [a-z0-9][a-z0-9-]*');
-  if (spec.argv.length === 0 || spec.argv[0] === '') throw bad('empty argv');
-  if (spec.argv.some(nul)) throw bad('NUL in argv');
+  if (spec.deferred === true) {
+    if (spec.argv.length > 0 || Object.keys(spec.env).length > 0) throw bad('a deferred sandbox gets argv and env at launch');
+  } else {
+    validateLaunch(spec.argv, spec.env, bad);
+  }
   if (!spec.cwd.startsWith('/') || nul(spec.cwd)) throw bad('cwd must be an absolute path', { cwd: spec.cwd });
   for (const m of spec.mounts) {
     if (!m.sandbox.startsWith('/') || !m.host.startsWith('/') || nul(m.host) || nul(m.sandbox)) {
@@ -95,12 +98,23 @@ export function validateSpec(spec: SandboxSpec): void {
   if (spec.runtimeApiSocket !== undefined && (!spec.runtimeApiSocket.startsWith('/') || nul(spec.runtimeApiSocket))) {
     throw bad('runtimeApiSocket must be an absolute path');
   }
-  for (const [k, v] of Object.entries(spec.env)) {
-    if (k === '' || k.includes('=') || nul(k) || nul(v)) throw bad('malformed environment variable', { name: k });
-  }
   const { memoryBytes, pids, cpuShares, tmpBytes } = spec.limits;
   if (![memoryBytes, pids, cpuShares, tmpBytes].every((n) => Number.isFinite(n) && n > 0)) {
     throw bad('limits must be positive numbers', { limits: spec.limits });
+  }
+}
+
+/** argv and env of a workload: a non-empty argv, no NUL anywhere, well-formed variable names. */
+export function validateLaunch(
+  argv: readonly string[],
+  env: Readonly<Record<string, string>>,
+  bad: (why: string, fields?: Record<string, unknown>) => ThawError,
+): void {
+  const nul = (s: string): boolean => s.includes('\0');
+  if (argv.length === 0 || argv[0] === '') throw bad('empty argv');
+  if (argv.some(nul)) throw bad('NUL in argv');
+  for (const [k, v] of Object.entries(env)) {
+    if (k === '' || k.includes('=') || nul(k) || nul(v)) throw bad('malformed environment variable', { name: k });
   }
 }
 
@@ -108,6 +122,7 @@ export class ProcessDriver implements SandboxDriver {
   readonly name = 'process' as const;
   readonly isolates = false;
   readonly runtimeApiTransport = 'tcp' as const;
+  readonly canDefer = false;
   private readonly log: Logger;
   private cgroups: Promise<CgroupManager | null> | undefined;
 
@@ -126,6 +141,7 @@ export class ProcessDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<Sandbox> {
     validateSpec(spec);
+    if (spec.deferred === true) throw new ThawError('Service', `sandbox ${spec.id}: the process driver cannot start deferred sandboxes`);
     const m = spec.mounts;
     const argv = spec.argv.map((a) => resolveMountPath(a, m));
     const env: Record<string, string> = {};

@@ -23,7 +23,7 @@ import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js
  *        └─> stem ─┘  (a stem cell waits, without a function, until it is specialised)
  *   any state ──> (failure) stopping
  */
-export type EnvState = 'starting' | 'stem' | 'initializing' | 'idle' | 'busy' | 'stopping' | 'stopped';
+export type EnvState = 'starting' | 'stem' | 'cell' | 'initializing' | 'idle' | 'busy' | 'stopping' | 'stopped';
 
 export interface LogEntry { readonly requestId: string | null; readonly timestamp: number; readonly message: string }
 
@@ -117,10 +117,13 @@ export class Environment implements EnvironmentPort {
   private specializeWaiter?: { resolve: (env: Readonly<Record<string, string>>) => void; reject: (e: Error) => void };
   private stemReady?: () => void;
   private codeCacheHandle?: CodeCacheHandle;
+  /** The snapshot this environment starts from, if any (given at construction, or to a restore cell). */
+  private restore?: RestoreSource;
 
   constructor(private readonly o: EnvironmentOptions) {
     if (o.version !== undefined) this.bind(o.version);
     if (o.codeCache !== undefined) this.codeCacheHandle = o.codeCache;
+    if (o.restore !== undefined) this.restore = o.restore;
   }
 
   get version(): VersionRecord {
@@ -145,7 +148,7 @@ export class Environment implements EnvironmentPort {
     return lambdaEnvironment(version, this.o.runtime, this.o.region, {
       AWS_LAMBDA_LOG_STREAM_NAME: this.logStream,
       AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
-      ...(this.o.restore === undefined ? {} : { ...RESTORE_ENV, ...(this.o.restore.nodeOptions === undefined ? {} : { NODE_OPTIONS: this.o.restore.nodeOptions }) }),
+      ...(this.restore === undefined ? {} : { ...RESTORE_ENV, ...(this.restore.nodeOptions === undefined ? {} : { NODE_OPTIONS: this.restore.nodeOptions }) }),
     });
   }
 
@@ -173,17 +176,11 @@ export class Environment implements EnvironmentPort {
     const env = this.functionEnv(version);
     // AWS_LAMBDA_EXEC_WRAPPER: Lambda runs the wrapper with the runtime's command line as its arguments. The
     // wrapper may start anything, so it also gets the Runtime API on TCP.
-    const wrapper = o.runtime.family === 'provided' || o.restore !== undefined ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
+    const wrapper = o.runtime.family === 'provided' || this.restore !== undefined ? undefined : c.env.AWS_LAMBDA_EXEC_WRAPPER;
     let argv = o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined);
-    if (o.restore !== undefined) {
-      mounts.push({ host: o.restore.dir, sandbox: '/var/snapshot' });
-      argv = restoreArgv({
-        nodeBinary: o.driver.resolve('/var/lang/bin/node', mounts),
-        blobPath: o.driver.resolve(`/var/snapshot/${o.restore.blobFile}`, mounts),
-        flags: o.restore.flags,
-        ...(unix ? { runtimeApiSocket: RUNTIME_API_SOCKET } : {}),
-      });
-      this.startPath.add('restore');
+    if (this.restore !== undefined) {
+      mounts.push({ host: this.restore.dir, sandbox: '/var/snapshot' });
+      argv = this.restoreArgv(this.restore, mounts);
     }
     this.beginInit();
     const initDone = this.initPromise();
@@ -194,6 +191,59 @@ export class Environment implements EnvironmentPort {
       limits: Environment.limitsFor(c.memoryMb, c.ephemeralMb),
       tcp: o.runtime.tcpRuntimeApi || wrapper !== undefined,
     });
+    await this.awaitInit(initDone);
+  }
+
+  private restoreArgv(restore: RestoreSource, mounts: readonly Mount[]): string[] {
+    const { o } = this;
+    this.startPath.add('restore');
+    return restoreArgv({
+      nodeBinary: o.driver.resolve('/var/lang/bin/node', mounts),
+      blobPath: o.driver.resolve(`/var/snapshot/${restore.blobFile}`, mounts),
+      flags: restore.flags,
+      ...(o.driver.runtimeApiTransport === 'unix' ? { runtimeApiSocket: RUNTIME_API_SOCKET } : {}),
+    });
+  }
+
+  /**
+   * Start a restore cell: a sandbox built ahead of demand (namespaces, cgroup, the runtime's mounts, empty
+   * /var/task and /var/snapshot on a shared mount under `cellDir`) whose init waits for the process to run.
+   * Restoring a snapshot into it then skips the sandbox start. Drivers with canDefer only.
+   */
+  async startCell(cellDir: string, limits: { memoryMb: number; ephemeralMb: number }): Promise<void> {
+    const { o } = this;
+    await this.attach();
+    await this.launch({
+      mounts: [{ host: join(cellDir, 'task'), sandbox: '/var/task' }, { host: join(cellDir, 'snapshot'), sandbox: '/var/snapshot' }, ...o.runtime.mounts],
+      argv: [],
+      env: {},
+      limits: Environment.limitsFor(limits.memoryMb, limits.ephemeralMb),
+      tcp: false,
+      deferred: true,
+    });
+    if (this.state === 'starting') this.state = 'cell';
+  }
+
+  /**
+   * Restore `version` from its snapshot in a waiting restore cell: `mount` makes the code and the snapshot
+   * visible in the cell, the function's limits apply, and the restored process starts. Same outcome as start().
+   */
+  async restoreInCell(version: VersionRecord, restore: RestoreSource, mount: () => Promise<void>): Promise<void> {
+    const sandbox = this.sandbox;
+    if (this.state !== 'cell' || sandbox?.launch === undefined) throw new Error(`environment ${this.id} is ${this.state}, not a waiting restore cell`);
+    this.bind(version);
+    this.restore = restore;
+    const argv = this.restoreArgv(restore, []);
+    this.startPath.add('cell');
+    this.beginInit();
+    const initDone = this.initPromise();
+    const c = version.config;
+    try {
+      await Promise.all([mount(), sandbox.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb))]);
+      await sandbox.launch(argv, this.functionEnv(version));
+    } catch (e) {
+      this.failInit(new InitFailure('Runtime.Unknown', `Failed to start the execution environment: ${(e as Error).message}`));
+    }
     await this.awaitInit(initDone);
   }
 
@@ -266,7 +316,7 @@ export class Environment implements EnvironmentPort {
     return new Promise<void>((resolve, reject) => { this.initWaiter = { resolve, reject }; });
   }
 
-  private async launch(l: { mounts: Mount[]; argv: string[]; env: Record<string, string>; limits: SandboxLimits; tcp: boolean }): Promise<void> {
+  private async launch(l: { mounts: Mount[]; argv: string[]; env: Record<string, string>; limits: SandboxLimits; tcp: boolean; deferred?: boolean }): Promise<void> {
     const { o } = this;
     const unix = o.driver.runtimeApiTransport === 'unix';
     try {
@@ -279,6 +329,7 @@ export class Environment implements EnvironmentPort {
         limits: l.limits,
         ...(unix ? { runtimeApiSocket: join(o.socketDir, `${this.id}.sock`) } : {}),
         ...(l.tcp ? { runtimeApiTcp: true } : {}),
+        ...(l.deferred === true ? { deferred: true } : {}),
       });
     } catch (e) {
       await this.destroy();
@@ -441,12 +492,12 @@ export class Environment implements EnvironmentPort {
 
   restoreNext(_signal: AbortSignal): Promise<void> {
     // The process is restored by the time it can ask: its afterRestore hooks may run now.
-    if (this.o.restore !== undefined && this.state === 'initializing') return Promise.resolve();
+    if (this.restore !== undefined && this.state === 'initializing') return Promise.resolve();
     return Promise.reject(invalidStateTransition(S.Ready, S.RestoreReady));
   }
 
   restoreError(report: RuntimeErrorReport): RuntimeApiResult {
-    if (this.o.restore === undefined || this.state !== 'initializing') return invalidStateTransition(S.Ready, S.RestoreError);
+    if (this.restore === undefined || this.state !== 'initializing') return invalidStateTransition(S.Ready, S.RestoreError);
     this.failInit(new InitFailure(report.errorType ?? 'Runtime.RestoreError', '', normaliseErrorBody(report)));
     return ACCEPTED;
   }
@@ -488,7 +539,7 @@ export class Environment implements EnvironmentPort {
         durationMs,
         memorySizeMb: this.version.config.memoryMb,
         maxMemoryUsedMb: Math.max(1, Math.round((this.sandbox?.maxMemoryBytes() ?? 0) / (1024 * 1024))),
-        ...(cur.initDurationMs === undefined ? {} : this.o.restore !== undefined
+        ...(cur.initDurationMs === undefined ? {} : this.restore !== undefined
           ? { restoreDurationMs: cur.initDurationMs, startPath: this.startPathName() }
           : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
         ...(cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
@@ -568,11 +619,13 @@ export class Environment implements EnvironmentPort {
       await this.exitedPromise;
       return;
     }
+    // A restore cell runs no process yet: nothing to shut down gracefully.
+    const graceful = this.state !== 'cell';
     this.state = 'stopping';
     // The runtime's pending /next stays unanswered during Shutdown, as on Lambda: answering it would make the
     // runtime exit before its SIGTERM handlers ran.
     const sb = this.sandbox;
-    if (sb !== undefined) {
+    if (sb !== undefined && graceful) {
       sb.kill('SIGTERM');
       let t: NodeJS.Timeout | undefined;
       await Promise.race([sb.exited, new Promise((r) => { t = setTimeout(r, this.o.shutdownGraceMs ?? 2000); })]);

@@ -48,6 +48,8 @@ export class Pool {
   private readonly idle = new Map<string, Environment[]>();
   private readonly all = new Set<Environment>();
   private readonly retired = new Set<string>();
+  /** Environments to stop once their current invocation completes (drained while busy). */
+  private readonly draining = new Set<Environment>();
   private readonly reaper: NodeJS.Timeout;
   private closed = false;
   private stems: StemCells | undefined;
@@ -86,9 +88,11 @@ export class Pool {
     let restore = await this.o.snapshots?.(version);
     const stemEligible = this.stems?.eligible(version, runtime) === true;
     // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
-    const stem = stemEligible && (restore === undefined || this.choose(key, restore) === 'stem') ? this.stems?.take(runtime.id) : undefined;
+    const stem = stemEligible && (restore === undefined || this.choose(key, restore) === 'stem') ? this.stems?.take('stem', runtime.id) : undefined;
     if (stem !== undefined) restore = undefined;
-    const env = stem ?? this.makeEnvironment(runtime, {
+    // A snapshot is restored into a waiting restore cell when there is one: the sandbox is already built.
+    const cell = restore !== undefined && this.stems?.restorable(version, runtime) === true ? this.stems.take('restore', runtime.id) : undefined;
+    const env = stem ?? cell ?? this.makeEnvironment(runtime, {
       version,
       codeDir,
       ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
@@ -97,6 +101,7 @@ export class Pool {
     const started = performance.now();
     try {
       if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
+      else if (cell !== undefined && restore !== undefined) await cell.restoreInCell(version, restore, (this.stems as StemCells).mountRestore(cell, codeDir, restore.dir));
       else await env.start();
       if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', performance.now() - started);
     } catch (e) {
@@ -153,6 +158,7 @@ export class Pool {
       runtimes: runtimeTable(),
       logger: this.o.logger,
       warm,
+      canRestore: this.o.driver.canDefer,
     });
     return this.stems !== undefined;
   }
@@ -191,7 +197,8 @@ export class Pool {
     this.o.logs.append(env.version.functionName, env.version.version, out.log);
     if (out.fatal || env.state !== 'idle') {
       this.all.delete(env);
-    } else if (this.retired.has(key) || this.closed) {
+      this.draining.delete(env);
+    } else if (this.retired.has(key) || this.closed || this.draining.delete(env)) {
       this.all.delete(env);
       void env.stop();
     } else {
@@ -292,8 +299,17 @@ export class Pool {
       const [fn, v] = key.split('\u0000');
       if (fn === functionName && (version === undefined || v === version)) victims.push(...list);
     }
+    // Environments still running an invocation stop when it completes, so that the next invoke is cold.
+    let later = 0;
+    for (const e of this.all) {
+      if (e.isStem || e.version.functionName !== functionName || (version !== undefined && e.version.version !== version)) continue;
+      if (e.state === 'busy' || e.state === 'initializing') {
+        this.draining.add(e);
+        later++;
+      }
+    }
     await Promise.all(victims.map((e) => this.evict(e)));
-    return victims.length;
+    return victims.length + later;
   }
 
   /** A version changed or was deleted: its environments must not serve again. */

@@ -20,8 +20,18 @@ function alive(pid: number): boolean {
   }
 }
 
+const REFILL_DELAY_MS = 50;
+
+const waitingState = (kind: CellKind): 'stem' | 'cell' => (kind === 'stem' ? 'stem' : 'cell');
+
 /** A stem cell boots with these limits; specialisation applies the function's own. */
 export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
+
+/**
+ * What waits in the pool: a stem (a generic runtime booted in its sandbox) or a restore cell (a sandbox whose
+ * init waits for a snapshot to restore; no process runs in it yet).
+ */
+export type CellKind = 'stem' | 'restore';
 
 /**
  * Stem cells: generic runtimes already started inside their sandbox, each waiting with an empty /var/task.
@@ -29,8 +39,12 @@ export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
  * mount of a function's code made onto it on the host appears inside the waiting sandbox. Specialising a
  * stem then costs one mount, a cgroup write and the function's own Init: no process or runtime boot.
  *
- * The pool keeps, per runtime in use, a number of ready stems that follows the recent cold-start rate, refills
- * in the background one at a time, and discards a stem that fails instead of reusing it.
+ * Restore cells are the same idea for SnapStart: sandboxes built ahead of demand with empty /var/task and
+ * /var/snapshot on that tmpfs; a restore mounts the code and the snapshot into one and starts the restored
+ * process in it, so the sandbox start (bwrap, its init, joining the cgroup) is off the cold-start path.
+ *
+ * The pool keeps, per kind and runtime in use, a number of ready cells that follows the recent cold-start rate,
+ * refills in the background one at a time, and discards a cell that fails instead of reusing it.
  */
 export class StemCells {
   private readonly ready = new Map<string, Environment[]>();
@@ -46,6 +60,7 @@ export class StemCells {
     private readonly runtimes: ReadonlyMap<string, RuntimeDef>,
     private readonly logger: Logger,
     private readonly maxPerRuntime: number,
+    private readonly canRestore: boolean,
   ) {
     this.mounter = new Mounter(logger);
     this.mounter.warm();
@@ -58,6 +73,8 @@ export class StemCells {
     logger: Logger;
     maxPerRuntime?: number;
     warm?: readonly string[];
+    /** The sandbox driver can start deferred sandboxes (needed for restore cells). */
+    canRestore?: boolean;
   }): Promise<StemCells | undefined> {
     if (process.getuid?.() !== 0) return undefined;
     await StemCells.removeStale();
@@ -71,8 +88,8 @@ export class StemCells {
       await rmdir(root).catch(() => undefined);
       return undefined;
     }
-    const cells = new StemCells(root, o.make, o.runtimes, o.logger, o.maxPerRuntime ?? 4);
-    for (const id of o.warm ?? []) cells.refill(id);
+    const cells = new StemCells(root, o.make, o.runtimes, o.logger, o.maxPerRuntime ?? 4, o.canRestore ?? false);
+    for (const id of o.warm ?? []) cells.refill('stem', id);
     return cells;
   }
 
@@ -94,19 +111,27 @@ export class StemCells {
       && version.config.env.AWS_LAMBDA_EXEC_WRAPPER === undefined;
   }
 
-  /** A ready stem of this runtime, if there is one; counts the cold start and refills either way. */
-  take(runtimeId: string): Environment | undefined {
+  /** Whether a restore cell can start this version from its snapshot (Node runtimes, default /tmp size). */
+  restorable(version: VersionRecord, runtime: RuntimeDef): boolean {
+    return !this.closed && this.canRestore && runtime.family === 'nodejs' && version.config.ephemeralMb === STEM_LIMITS.ephemeralMb;
+  }
+
+  /** A ready cell of this kind and runtime, if there is one; counts the cold start and refills either way. */
+  take(kind: CellKind, runtimeId: string): Environment | undefined {
+    const k = `${kind}:${runtimeId}`;
     const now = Date.now();
-    const recent = (this.coldStarts.get(runtimeId) ?? []).filter((t) => now - t < 60_000);
+    const recent = (this.coldStarts.get(k) ?? []).filter((t) => now - t < 60_000);
     recent.push(now);
-    this.coldStarts.set(runtimeId, recent);
+    this.coldStarts.set(k, recent);
     let env: Environment | undefined;
-    const list = this.ready.get(runtimeId);
+    const list = this.ready.get(k);
     while (list !== undefined && list.length > 0 && env === undefined) {
       const e = list.shift() as Environment;
-      if (e.state === 'stem') env = e;
+      if (e.state === waitingState(kind)) env = e;
     }
-    this.refill(runtimeId);
+    // Refill a moment later: starting a sandbox costs the event loop and a core some milliseconds, which would
+    // otherwise land on the cold start that took this cell.
+    setTimeout(() => this.refill(kind, runtimeId), REFILL_DELAY_MS).unref();
     return env;
   }
 
@@ -115,60 +140,84 @@ export class StemCells {
     return () => this.mounter.bindReadOnly(codeDir, join(this.root, env.id));
   }
 
-  /** Ready stems wanted for a runtime: one, plus one per five cold starts in the last minute. */
-  private target(runtimeId: string): number {
-    const recent = (this.coldStarts.get(runtimeId) ?? []).filter((t) => Date.now() - t < 60_000).length;
+  /** The mounts that make `codeDir` a restore cell's /var/task and `snapshotDir` its /var/snapshot, read-only. */
+  mountRestore(env: Environment, codeDir: string, snapshotDir: string): () => Promise<void> {
+    const dir = join(this.root, env.id);
+    return async () => {
+      await Promise.all([this.mounter.bindReadOnly(codeDir, join(dir, 'task')), this.mounter.bindReadOnly(snapshotDir, join(dir, 'snapshot'))]);
+    };
+  }
+
+  /** Ready cells wanted per kind and runtime: one, plus one per five cold starts in the last minute. */
+  private target(k: string): number {
+    const recent = (this.coldStarts.get(k) ?? []).filter((t) => Date.now() - t < 60_000).length;
     return Math.min(this.maxPerRuntime, 1 + Math.floor(recent / 5));
   }
 
-  private refill(runtimeId: string): void {
-    if (this.closed || (this.starting.get(runtimeId) ?? 0) > 0) return;
-    const have = this.ready.get(runtimeId)?.filter((e) => e.state === 'stem').length ?? 0;
-    if (have >= this.target(runtimeId)) return;
+  private refill(kind: CellKind, runtimeId: string): void {
+    const k = `${kind}:${runtimeId}`;
+    if (this.closed || (this.starting.get(k) ?? 0) > 0) return;
+    const have = this.ready.get(k)?.filter((e) => e.state === waitingState(kind)).length ?? 0;
+    if (have >= this.target(k)) return;
     const runtime = this.runtimes.get(runtimeId);
     if (runtime === undefined) return;
-    this.starting.set(runtimeId, 1);
-    void this.startOne(runtime).finally(() => {
-      this.starting.set(runtimeId, 0);
-      const failures = this.failures.get(runtimeId) ?? 0;
-      if (failures === 0) this.refill(runtimeId);
-      else if (failures < 5) setTimeout(() => this.refill(runtimeId), 1000 * failures).unref();
+    this.starting.set(k, 1);
+    void this.startOne(kind, runtime).finally(() => {
+      this.starting.set(k, 0);
+      const failures = this.failures.get(k) ?? 0;
+      if (failures === 0) this.refill(kind, runtimeId);
+      else if (failures < 5) setTimeout(() => this.refill(kind, runtimeId), 1000 * failures).unref();
     });
   }
 
-  private async startOne(runtime: RuntimeDef): Promise<void> {
+  private async startOne(kind: CellKind, runtime: RuntimeDef): Promise<void> {
+    const k = `${kind}:${runtime.id}`;
     let env: Environment | undefined;
     let dir = '';
     try {
-      env = this.make(runtime, () => void this.release(dir));
+      env = this.make(runtime, () => void this.release(kind, dir));
       dir = join(this.root, env.id);
       await mkdir(dir, { mode: 0o755 });
-      await env.startStem(dir, STEM_LIMITS);
+      if (kind === 'stem') {
+        await env.startStem(dir, STEM_LIMITS);
+      } else {
+        await Promise.all([mkdir(join(dir, 'task'), { mode: 0o755 }), mkdir(join(dir, 'snapshot'), { mode: 0o755 })]);
+        await env.startCell(dir, STEM_LIMITS);
+      }
       if (this.closed) {
         await env.stop();
         return;
       }
-      let list = this.ready.get(runtime.id);
-      if (list === undefined) this.ready.set(runtime.id, (list = []));
+      let list = this.ready.get(k);
+      if (list === undefined) this.ready.set(k, (list = []));
       list.push(env);
-      this.failures.set(runtime.id, 0);
+      this.failures.set(k, 0);
     } catch (err) {
-      this.failures.set(runtime.id, (this.failures.get(runtime.id) ?? 0) + 1);
-      this.logger.warn({ err, runtime: runtime.id }, 'stem cell failed to start; discarded');
+      this.failures.set(k, (this.failures.get(k) ?? 0) + 1);
+      this.logger.warn({ err, runtime: runtime.id, kind }, 'cell failed to start; discarded');
       await env?.stop();
     }
   }
 
-  /** After an environment that began as a stem stops: unmount its code and remove its directory. */
-  private async release(dir: string): Promise<void> {
+  /** After an environment that began as a cell stops: unmount what was mounted into it and remove its directories. */
+  private async release(kind: CellKind, dir: string): Promise<void> {
     if (dir === '') return;
-    await this.mounter.unmount(dir).catch(() => undefined);
+    // rmdir, never a recursive delete: if an unmount failed, what is below may be a function's code.
+    const sub = kind === 'stem' ? [dir] : [join(dir, 'task'), join(dir, 'snapshot')];
+    for (const d of sub) {
+      await this.mounter.unmount(d).catch(() => undefined);
+      if (d !== dir) await rmdir(d).catch(() => undefined);
+    }
     await rmdir(dir).catch(() => undefined);
   }
 
-  get readyCount(): number {
+  /** Cells waiting, of one kind or all. */
+  readyCount(kind?: CellKind): number {
     let n = 0;
-    for (const l of this.ready.values()) n += l.filter((e) => e.state === 'stem').length;
+    for (const [k, l] of this.ready) {
+      const kk = k.slice(0, k.indexOf(':')) as CellKind;
+      if (kind === undefined || kk === kind) n += l.filter((e) => e.state === waitingState(kk)).length;
+    }
     return n;
   }
 

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { detectCgroups } from '../../src/sandbox/cgroups.js';
 import { RUNTIME_API_SOCKET, type SandboxSpec } from '../../src/sandbox/driver.js';
@@ -244,6 +245,36 @@ describe('namespaces driver isolation', () => {
     } finally {
       await sb.destroy();
     }
+  });
+
+  test('a deferred sandbox waits, with nothing running, until launch() gives it argv and env', T, async () => {
+    const { sb, out, err } = await start(driver, spec('unused', { argv: [], env: {}, deferred: true }));
+    try {
+      const init = readFileSync(`/proc/${sb.pid}/task/${sb.pid}/children`, 'utf8').trim().split(' ')[0];
+      assert.equal(readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim(), '', 'no workload before launch');
+      await sleep(100);
+      assert.equal(out.text + err.text, '');
+      await sb.launch?.(['/bin/sh', '-c', 'echo "$GREETING $(id -u) $(pwd) $(cat index.js)"; env | sort'], { GREETING: 'hi there', PATH });
+      const exit = await within(sb.exited, 30_000, 'deferred workload to exit');
+      await within(out.ended, 10_000, 'stdout to end');
+      assert.deepEqual(exit, { code: 0, signal: null, oomKilled: false }, err.text);
+      const [first, ...vars] = out.text.trim().split('\n');
+      assert.equal(first, 'hi there 993 /var/task code');
+      assert.deepEqual(vars.filter((v) => !v.startsWith('PWD=') && !v.startsWith('SHLVL=') && !v.startsWith('_=')), ['GREETING=hi there', `PATH=${PATH}`]);
+      await assert.rejects(sb.launch?.(['/bin/true'], {}) ?? Promise.resolve(), (e) => isThawError(e) && /launched already/.test(e.message));
+    } finally {
+      await sb.destroy();
+    }
+  });
+
+  test('a deferred sandbox can be destroyed before launch, and refuses bad argv and env at launch', T, async () => {
+    await assert.rejects(driver.start(spec('x', { deferred: true })), (e) => isThawError(e) && /at launch/.test(e.message));
+    const { sb } = await start(driver, spec('unused', { argv: [], env: {}, deferred: true }));
+    await assert.rejects(sb.launch?.([], {}) ?? Promise.resolve(), (e) => isThawError(e) && /empty argv/.test(e.message));
+    await assert.rejects(sb.launch?.(['/bin/true'], { 'A=B': 'x' }) ?? Promise.resolve(), (e) => isThawError(e) && /malformed/.test(e.message));
+    await within(sb.destroy(), 30_000, 'destroy a waiting sandbox');
+    const exit = await sb.exited;
+    assert.notEqual(exit.code, 0);
   });
 
   test('start() fails with a Service error when the sandbox cannot be built', T, async () => {

@@ -89,6 +89,51 @@ test('PublishVersion with SnapStart: Pending → Active, cold starts restore wit
   assert.match(Buffer.from(latest.LogResult ?? '', 'base64').toString(), /Init Duration/);
 });
 
+const SLOW_INIT = `
+const fs = require('fs');
+const until = Date.now() + 300; while (Date.now() < until);
+const table = []; for (let i = 0; i < 1000; i++) table.push(i * i);
+exports.handler = async () => ({
+  sum: table.reduce((a, b) => a + b, 0), cwd: process.cwd(), files: fs.readdirSync('.').sort(),
+  data: fs.readFileSync('/var/task/data.txt', 'utf8'), type: process.env.AWS_LAMBDA_INITIALIZATION_TYPE,
+  mine: process.env.MINE, random: Math.random(),
+});`;
+
+test('cold starts restore into pre-built sandboxes (restore cells): code, variables and Init state as on a plain restore', async () => {
+  await client.send(new CreateFunctionCommand({
+    FunctionName: 'cells', Runtime: 'nodejs24.x', Role: ROLE, Handler: 'index.handler', MemorySize: 256,
+    Environment: { Variables: { MINE: 'yes' } },
+    SnapStart: { ApplyOn: 'PublishedVersions' }, Code: { ZipFile: await zipFiles({ 'index.js': SLOW_INIT, 'data.txt': 'from the package' }) },
+  }));
+  await client.send(new PublishVersionCommand({ FunctionName: 'cells' }));
+  assert.equal((await waitForState('cells', '1')).State, 'Active');
+  const seen: string[] = [];
+  const randoms = new Set<unknown>();
+  let cell: Record<string, unknown> | undefined;
+  for (let i = 0; i < 20 && cell === undefined; i++) {
+    const r = await coldInvoke('cells', '1');
+    const log = Buffer.from(r.LogResult ?? '', 'base64').toString();
+    const path = /Start Path: (\S+)/.exec(log)?.[1] ?? 'none';
+    seen.push(path);
+    const p = decode(r.Payload) as Record<string, unknown>;
+    assert.equal(r.FunctionError, undefined, JSON.stringify(p));
+    randoms.add(p.random);
+    if (path === 'restore+cell') {
+      assert.match(log, /Restore Duration: [\d.]+ ms/);
+      cell = p;
+    }
+    await new Promise((res) => setTimeout(res, 150));
+  }
+  assert.ok(cell !== undefined, `no cold start used a restore cell: ${seen.join(', ')}`);
+  assert.equal(cell.sum, 332833500, 'Init state is present after restore');
+  assert.equal(cell.cwd, '/var/task');
+  assert.deepEqual(cell.files, ['data.txt', 'index.js']);
+  assert.equal(cell.data, 'from the package');
+  assert.equal(cell.type, 'snap-start');
+  assert.equal(cell.mine, 'yes');
+  assert.equal(randoms.size, seen.length, 'every restored environment has its own randomness');
+});
+
 test('a function that leaves a socket open during Init gets a Failed version with a clear reason', async () => {
   const port = (listener.address() as AddressInfo).port;
   await client.send(new CreateFunctionCommand({

@@ -73,3 +73,15 @@ test('a response over 6 MB fails with Function.ResponseSizeTooLarge', async () =
   const ok = await invoke('big', { n: 10 });
   assert.equal(decode(ok.Payload), 'xxxxxxxxxx');
 });
+
+test('drain during an invocation: it completes, then its environment stops, so the next invoke is cold', async () => {
+  await create('busy', 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 800)); return "done"; };');
+  assert.ok(cold(await invoke('busy')));
+  const running = invoke('busy');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(await thawApi('POST', '/thaw/v1/functions/busy/drain'), { FunctionName: 'busy', Stopped: 1 });
+  const r = await running;
+  assert.equal(decode(r.Payload), 'done');
+  assert.ok(!cold(r));
+  assert.ok(cold(await invoke('busy')), 'the drained environment was not reused');
+});

@@ -582,11 +582,14 @@ async function main() {
     // A stem cell: started before it knew its function. Rehearse the paths a cold start takes (HTTP client
     // request and reply, module resolution) so that V8 has compiled them before the function is waiting.
     for (let i = 0; i < 3; i++) await call('GET', `${API}/thaw/code-cache`, undefined, undefined);
+    // A response post as an invocation makes one (the id is never an invocation's: the answer is a 400).
+    await call('POST', `${API}/invocation/thaw-stem-rehearsal/response`, '{"rehearsal":true}', undefined);
     try {
       require.resolve('./thaw-stem-rehearsal-absent', { paths: ['/var/task'] });
     } catch {
       // Expected: only the resolution path matters.
     }
+    await loadHandler(path.join(__dirname, 'rehearsal'), 'index.handler');
     // The host answers once the code is at /var/task.
     const reply = await call('GET', `${API}/thaw/specialize`, undefined, undefined);
     if (reply.status !== 200) {
