@@ -17,6 +17,7 @@ import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
 import { DEFAULT_REGION } from './control/arn.js';
+import type { VersionRecord } from './control/model.js';
 import type { Credentials } from './api/sigv4.js';
 
 export interface ThawOptions {
@@ -111,6 +112,9 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     snapshots: (v) => snapstart.restorable(v),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
+  registry.on('published', (v: VersionRecord) => {
+    if (SnapStart.applies(v)) pool.prepareRestore(v);
+  });
   if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);
   const invoker = new Invoker(registry, pool, region, logger);
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');

@@ -163,6 +163,12 @@ export class Pool {
     return this.stems !== undefined;
   }
 
+  /** Get restore cells ready for a version that will be restored from a snapshot. */
+  prepareRestore(version: VersionRecord): void {
+    const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
+    if (runtime !== undefined && this.stems?.restorable(version, runtime) === true) this.stems.warm('restore', runtime.id);
+  }
+
   private async run(env: Environment, key: string, input: InvokeInput, cold: boolean, log: boolean): Promise<PoolOutcome> {
     let early: ((r: { payload: Buffer; functionError?: 'Unhandled' }) => void) | undefined;
     let answeredEarly = false;

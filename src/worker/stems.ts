@@ -154,6 +154,11 @@ export class StemCells {
     return Math.min(this.maxPerRuntime, 1 + Math.floor(recent / 5));
   }
 
+  /** Have at least one cell of this kind and runtime ready (for example when a version with SnapStart is published). */
+  warm(kind: CellKind, runtimeId: string): void {
+    this.refill(kind, runtimeId);
+  }
+
   private refill(kind: CellKind, runtimeId: string): void {
     const k = `${kind}:${runtimeId}`;
     if (this.closed || (this.starting.get(k) ?? 0) > 0) return;
