@@ -306,6 +306,8 @@ export class Pool {
     this.o.logs.append(env.version.functionName, env.version.version, out.log);
     if (out.fatal || env.state !== 'idle') {
       this.all.delete(env);
+      // A provisioned environment is replaced now, not when its sandbox has finished stopping.
+      this.lost(env);
     } else if (this.retired.has(key) || this.closed) {
       this.all.delete(env);
       void env.stop();

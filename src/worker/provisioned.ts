@@ -263,7 +263,7 @@ function view(a: Allocation): ProvisionedView {
     qualifier: a.qualifier,
     version: a.version.version,
     requested: a.requested,
-    allocated: a.envs.size,
+    allocated: live,
     available: live,
     status: a.status,
     ...(a.reason === undefined ? {} : { statusReason: a.reason }),
