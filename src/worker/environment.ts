@@ -147,8 +147,9 @@ export class Environment implements EnvironmentPort {
     return lambdaEnvironment(version, this.o.runtime, this.o.region, {
       AWS_LAMBDA_LOG_STREAM_NAME: this.logStream,
       AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
-      ...(this.o.provisioned === true ? { AWS_LAMBDA_INITIALIZATION_TYPE: 'provisioned-concurrency' } : {}),
       ...(this.o.restore === undefined ? {} : { ...RESTORE_ENV, ...(this.o.restore.nodeOptions === undefined ? {} : { NODE_OPTIONS: this.o.restore.nodeOptions }) }),
+      // Also when restored from a snapshot: the environment was initialised for provisioned concurrency.
+      ...(this.o.provisioned === true ? { AWS_LAMBDA_INITIALIZATION_TYPE: 'provisioned-concurrency' } : {}),
     });
   }
 

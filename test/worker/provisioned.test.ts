@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  CreateAliasCommand, CreateFunctionCommand, DeleteProvisionedConcurrencyConfigCommand, GetProvisionedConcurrencyConfigCommand,
+  CreateAliasCommand, CreateFunctionCommand, GetFunctionConfigurationCommand, DeleteProvisionedConcurrencyConfigCommand, GetProvisionedConcurrencyConfigCommand,
   InvokeCommand, LambdaClient, ListProvisionedConcurrencyConfigsCommand, PublishVersionCommand, PutFunctionConcurrencyCommand,
   DeleteFunctionConcurrencyCommand, PutProvisionedConcurrencyConfigCommand, UpdateFunctionCodeCommand,
   type GetProvisionedConcurrencyConfigCommandOutput,
@@ -172,6 +172,40 @@ describe('provisioned concurrency', () => {
     assert.equal(failed.StatusReason, 'FUNCTION_ERROR_INIT_FAILURE');
     assert.equal(failed.AllocatedProvisionedConcurrentExecutions, 0);
     await s.client.send(new DeleteProvisionedConcurrencyConfigCommand({ FunctionName: 'broken', Qualifier: '1' }));
+  });
+
+  test('a SnapStart version: provisioned environments are restored from its snapshot, not initialised again', async () => {
+    const code = `
+const initAt = Date.now();
+let restored = false;
+globalThis.thaw?.snapstart.registerAfterRestore(() => { restored = true; });
+exports.handler = async () => ({ initAt, restored, initType: process.env.AWS_LAMBDA_INITIALIZATION_TYPE });`;
+    await s.client.send(new CreateFunctionCommand({
+      FunctionName: 'snappy', Runtime: 'nodejs24.x', Role: ROLE, Handler: 'index.handler', SnapStart: { ApplyOn: 'PublishedVersions' },
+      Code: { ZipFile: await zipFiles({ 'index.js': code }) },
+    }));
+    await s.client.send(new PublishVersionCommand({ FunctionName: 'snappy' }));
+    for (let i = 0; i < 600; i++) {
+      const c = await s.client.send(new GetFunctionConfigurationCommand({ FunctionName: 'snappy', Qualifier: '1' }));
+      if (c.State !== 'Pending') {
+        assert.equal(c.State, 'Active', c.StateReason);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const putAt = Date.now();
+    const put = await s.client.send(new PutProvisionedConcurrencyConfigCommand({ FunctionName: 'snappy', Qualifier: '1', ProvisionedConcurrentExecutions: 1 }));
+    assert.equal(put.Status, 'IN_PROGRESS');
+    await until(s.client, 'snappy', '1', (c) => c.Status === 'READY', 120_000);
+    const r = await s.client.send(new InvokeCommand({ FunctionName: 'snappy', Qualifier: '1', LogType: 'Tail' }));
+    const body = decode(r.Payload) as { initAt: number; restored: boolean; initType: string };
+    assert.equal(body.restored, true);
+    assert.ok(body.initAt < putAt, 'Init ran once, when the snapshot was made');
+    assert.equal(body.initType, 'provisioned-concurrency');
+    const report = Buffer.from(r.LogResult ?? '', 'base64').toString().split('\n').find((l) => l.startsWith('REPORT ')) ?? '';
+    assert.doesNotMatch(report, /Init Duration|Restore Duration/);
+    assert.match(report, /Start Path: provisioned-concurrency/);
+    await s.client.send(new DeleteProvisionedConcurrencyConfigCommand({ FunctionName: 'snappy', Qualifier: '1' }));
   });
 
   test('configurations are allocated again after a restart; DeleteProvisionedConcurrencyConfig removes them', async () => {
