@@ -13,6 +13,9 @@ import { Pool } from './worker/pool.js';
 import { CodeCacheStore } from './worker/code-cache.js';
 import { SnapStart } from './snapshot/service.js';
 import { Invoker } from './router/invoker.js';
+import { Concurrency, defaultAccountConcurrency } from './router/concurrency.js';
+import { ConcurrencyStore } from './control/concurrency-store.js';
+import { ProvisionedConcurrency } from './worker/provisioned.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
@@ -39,6 +42,10 @@ export interface ThawOptions {
   readonly stemCells?: boolean;
   /** Produce and use post-init code caches for Node functions. Default true. */
   readonly codeCache?: boolean;
+  /** The account's concurrency limit (invocations in flight). Default: sized to the machine, at most the environment cap. */
+  readonly accountConcurrency?: number;
+  /** How long an invocation waits for room on a full worker before it is throttled. Default 10 s. */
+  readonly capacityWaitMs?: number;
 }
 
 export interface Thaw {
@@ -96,6 +103,8 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   await snapstart.resume(registry.pendingVersions());
   const expiry = setInterval(() => void snapstart.expire(), 6 * 60 * 60 * 1000);
   expiry.unref();
+  const maxEnvironments = o.maxEnvironments ?? Math.max(16, cpus().length * 32);
+  const accountConcurrency = o.accountConcurrency ?? Math.min(maxEnvironments, defaultAccountConcurrency(cpus().length, memory));
   const pool = new Pool({
     driver,
     rapi,
@@ -105,8 +114,9 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     region,
     logger,
     keepAliveMs: o.keepAliveMs ?? 5 * 60 * 1000,
-    maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
+    maxEnvironments,
     maxMemoryBytes: memory,
+    ...(o.capacityWaitMs === undefined ? {} : { capacityWaitMs: o.capacityWaitMs }),
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
     ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
     snapshots: (v) => snapstart.restorable(v),
@@ -116,10 +126,17 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     if (SnapStart.applies(v)) pool.prepareRestore(v);
   });
   if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);
-  const invoker = new Invoker(registry, pool, region, logger);
+  const concurrencyStore = new ConcurrencyStore(db);
+  const concurrency = new Concurrency(concurrencyStore, accountConcurrency);
+  const provisioned = new ProvisionedConcurrency({ pool, registry, store: concurrencyStore, concurrency, logger });
+  registry.on('changed', (fn) => {
+    if (!registry.functionExists(fn)) concurrency.forget(fn);
+  });
+  provisioned.resume();
+  const invoker = new Invoker(registry, pool, region, logger, undefined, concurrency);
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) } },
+    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {
@@ -136,6 +153,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     driverName: driver.name,
     close: () => (closing ??= (async () => {
       invoker.close();
+      provisioned.close();
       snapstart.close();
       clearInterval(expiry);
       server.closeAllConnections();

@@ -5,6 +5,8 @@ import type { CodeStore } from '../control/code-store.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
+import type { Concurrency } from '../router/concurrency.js';
+import type { ProvisionedConcurrency } from '../worker/provisioned.js';
 
 /** What every API handler may use. */
 export interface ApiContext {
@@ -18,6 +20,9 @@ export interface ApiContext {
   readonly linkSecret: Buffer;
   readonly logger: Logger;
   readonly limits: { readonly accountConcurrency: number };
+  /** Account and reserved concurrency (in-flight invocations). */
+  readonly concurrency: Concurrency;
+  readonly provisioned: ProvisionedConcurrency;
 }
 
 export interface ApiRequest {

@@ -97,12 +97,14 @@ function getFunction(ctx: ApiContext, req: ApiRequest): ApiResponse {
   const { version } = ctx.registry.resolve(t.name, t.qualifier);
   const expires = Date.now() + 10 * 60 * 1000;
   const sig = codeLinkSignature(ctx.linkSecret, version.codeSha256, expires);
+  const reserved = ctx.concurrency.reservedOf(t.name);
   return {
     status: 200,
     json: {
       Configuration: configOut(ctx, version),
       Code: { RepositoryType: 'S3', Location: `${req.origin}/thaw/v1/code/${version.codeSha256}.zip?expires=${expires}&signature=${sig}` },
       Tags: ctx.registry.tags(t.name),
+      ...(reserved === undefined ? {} : { Concurrency: { ReservedConcurrentExecutions: reserved } }),
     },
   };
 }
@@ -192,7 +194,7 @@ function accountSettings(ctx: ApiContext): ApiResponse {
         CodeSizeUnzipped: 262144000,
         CodeSizeZipped: MAX_ZIP_BYTES,
         ConcurrentExecutions: ctx.limits.accountConcurrency,
-        UnreservedConcurrentExecutions: ctx.limits.accountConcurrency,
+        UnreservedConcurrentExecutions: ctx.concurrency.unreservedLimit(),
       },
       AccountUsage: { TotalCodeSize: c.codeBytes, FunctionCount: c.functions },
     },

@@ -11,10 +11,11 @@ export function registerServe(program: Command): void {
     .option('--driver <name>', 'sandbox driver: namespaces or process (default: namespaces when available)')
     .option('--keep-alive <seconds>', 'how long idle environments are kept', intOption(1, 86400))
     .option('--max-environments <n>', 'cap on execution environments on this machine', intOption(1, 100000))
+    .option('--account-concurrency <n>', 'account concurrency limit: invocations in flight at once (default: sized to CPUs and memory)', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; stemCells: boolean; codeCache: boolean; logLevel: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -29,6 +30,7 @@ export function registerServe(program: Command): void {
         ...(o.driver === undefined ? {} : { driver: o.driver }),
         ...(o.keepAlive === undefined ? {} : { keepAliveMs: o.keepAlive * 1000 }),
         ...(o.maxEnvironments === undefined ? {} : { maxEnvironments: o.maxEnvironments }),
+        ...(o.accountConcurrency === undefined ? {} : { accountConcurrency: o.accountConcurrency }),
         stemCells: o.stemCells,
         codeCache: o.codeCache,
       });

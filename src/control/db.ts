@@ -71,6 +71,19 @@ const MIGRATIONS: readonly string[] = [
     value         TEXT NOT NULL
   ) STRICT;
   `,
+  `
+  CREATE TABLE function_concurrency (
+    function_name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+    reserved      INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE provisioned_concurrency (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    requested     INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+  ) STRICT;
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -6,6 +6,7 @@ import type { AliasRecord, VersionRecord } from '../control/model.js';
 import { functionArn } from '../control/arn.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogEntry } from '../worker/environment.js';
+import type { Concurrency } from './concurrency.js';
 
 export const MAX_SYNC_PAYLOAD = 6 * 1024 * 1024;
 export const MAX_EVENT_PAYLOAD = 256 * 1024;
@@ -43,6 +44,8 @@ export class Invoker {
     private readonly region: string,
     private readonly logger: Logger,
     private readonly eventConcurrency = 4,
+    /** Account and function concurrency limits; none when absent. */
+    private readonly concurrency?: Concurrency,
   ) {}
 
   /** Resolve a qualifier to the version that runs this invocation (weighted alias routing). */
@@ -94,13 +97,20 @@ export class Invoker {
     return this.run(req, version, clientContext, requestId, log);
   }
 
+  /** Throws TooManyRequests (a ThawError with Lambda's Reason) when the invocation is over a concurrency limit. */
   private async run(req: InvokeRequest, version: VersionRecord, clientContext: string | undefined, requestId: string, log: boolean): Promise<InvokeResult> {
-    const out = await this.pool.invoke(version, {
-      requestId,
-      payload: req.payload.length === 0 ? Buffer.from('{}') : req.payload,
-      invokedFunctionArn: functionArn(this.region, req.functionName, req.qualifier),
-      ...(clientContext === undefined ? {} : { clientContext }),
-    }, { log });
+    const release = this.concurrency?.acquire(version.functionName, version.version);
+    let out: Awaited<ReturnType<Pool['invoke']>>;
+    try {
+      out = await this.pool.invoke(version, {
+        requestId,
+        payload: req.payload.length === 0 ? Buffer.from('{}') : req.payload,
+        invokedFunctionArn: functionArn(this.region, req.functionName, req.qualifier),
+        ...(clientContext === undefined ? {} : { clientContext }),
+      }, { log });
+    } finally {
+      release?.();
+    }
     return {
       requestId,
       payload: out.payload,

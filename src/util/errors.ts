@@ -15,6 +15,7 @@ export const ERRORS = {
   UnsupportedMediaType: { type: 'UnsupportedMediaTypeException', status: 415, kind: 'user' },
   RequestTooLarge: { type: 'RequestTooLargeException', status: 413, kind: 'user' },
   TooManyRequests: { type: 'TooManyRequestsException', status: 429, kind: 'user' },
+  ProvisionedConcurrencyConfigNotFound: { type: 'ProvisionedConcurrencyConfigNotFoundException', status: 404, kind: 'user' },
   InvalidZipFile: { type: 'InvalidZipFileException', status: 502, kind: 'user' },
   CodeStorageExceeded: { type: 'CodeStorageExceededException', status: 400, kind: 'user' },
   ResourceNotReady: { type: 'ResourceNotReadyException', status: 502, kind: 'user' },

@@ -68,6 +68,8 @@ export interface EnvironmentOptions {
   readonly onStopped?: () => void;
   /** Start by restoring this SnapStart snapshot instead of running Init. */
   readonly restore?: RestoreSource;
+  /** Initialised ahead of traffic for provisioned concurrency (AWS_LAMBDA_INITIALIZATION_TYPE, REPORT line). */
+  readonly provisioned?: boolean;
 }
 
 export interface RestoreSource {
@@ -149,6 +151,8 @@ export class Environment implements EnvironmentPort {
       AWS_LAMBDA_LOG_STREAM_NAME: this.logStream,
       AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,
       ...(this.restore === undefined ? {} : { ...RESTORE_ENV, ...(this.restore.nodeOptions === undefined ? {} : { NODE_OPTIONS: this.restore.nodeOptions }) }),
+      // Also when restored from a snapshot: the environment was initialised for provisioned concurrency.
+      ...(this.o.provisioned === true ? { AWS_LAMBDA_INITIALIZATION_TYPE: 'provisioned-concurrency' } : {}),
     });
   }
 
@@ -404,6 +408,12 @@ export class Environment implements EnvironmentPort {
     });
   }
 
+  /** Store the Init phase's lines now (an environment initialised ahead of traffic has no invocation to carry them). */
+  flushInitLog(): void {
+    const l = this.takeInitLog();
+    if (l.length > 0) this.o.onStrayLog(l);
+  }
+
   private takeInitLog(): LogEntry[] {
     const l = this.initLog;
     this.initLog = [];
@@ -539,7 +549,8 @@ export class Environment implements EnvironmentPort {
         durationMs,
         memorySizeMb: this.version.config.memoryMb,
         maxMemoryUsedMb: Math.max(1, Math.round((this.sandbox?.maxMemoryBytes() ?? 0) / (1024 * 1024))),
-        ...(cur.initDurationMs === undefined ? {} : this.restore !== undefined
+        // An environment initialised ahead of traffic: no Init Duration on its invocations, as on Lambda.
+        ...(cur.initDurationMs === undefined ? (this.o.provisioned === true ? { startPath: 'provisioned-concurrency' } : {}) : this.restore !== undefined
           ? { restoreDurationMs: cur.initDurationMs, startPath: this.startPathName() }
           : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
         ...(cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),

@@ -29,6 +29,8 @@ export interface PoolOptions {
   readonly codeCaches?: CodeCacheStore;
   /** The SnapStart snapshot to restore a version from, if it has a usable one. */
   readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
+  /** How long a request waits for room on a full worker before it is throttled (default 10 s). */
+  readonly capacityWaitMs?: number;
 }
 
 export interface PoolOutcome extends InvokeOutcome {
@@ -58,6 +60,13 @@ export class Pool {
   private readonly waiters = new Map<string, ((env: Environment | undefined) => void)[]>();
   /** Recent start times (ms) per version and start path, for choosing the faster path. */
   private readonly startTimes = new Map<string, { restore: number[]; stem: number[] }>();
+  /** Environments being placed: counted against the caps before they are in `all`. */
+  private readonly placing = { count: 0, bytes: 0 };
+  /** Requests waiting for room on a full worker; told whenever an environment goes idle or away. */
+  private capacityWaiters: (() => void)[] = [];
+  /** Provisioned environments (told when lost), and the idle ones per version key: leased before any other. */
+  private readonly provisioned = new Map<Environment, () => void>();
+  private readonly provisionedIdle = new Map<string, Environment[]>();
 
   constructor(private readonly o: PoolOptions) {
     this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(o.keepAliveMs / 4))));
@@ -75,29 +84,39 @@ export class Pool {
   async invoke(version: VersionRecord, input: InvokeInput, opts: { log: boolean } = { log: true }): Promise<PoolOutcome> {
     if (this.closed) throw new ThawError('ServiceUnavailable', 'The worker is shutting down.');
     const key = keyOf(version);
-    const warm = this.idle.get(key)?.pop() ?? (await this.finishingEnvironment(key));
-    if (warm !== undefined) return this.run(warm, key, input, false, opts.log);
-
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
-    await this.makeRoom(version.config.memoryMb * 1024 * 1024);
+    // Warm first (provisioned environments before the others); on a full worker, wait a little for room.
+    const deadline = Date.now() + (this.o.capacityWaitMs ?? 10_000);
+    for (;;) {
+      const warm = this.takeProvisioned(key) ?? this.idle.get(key)?.pop() ?? (await this.finishingEnvironment(key));
+      if (warm !== undefined) return this.run(warm, key, input, false, opts.log);
+      if (await this.reserveRoom(version.config.memoryMb * 1024 * 1024, deadline)) break;
+    }
+    let env: Environment;
+    let restore: RestoreSource | undefined;
+    let stem: Environment | undefined;
+    let codeCache: CodeCacheHandle | undefined;
     const codeDir = this.o.codeDir(version.codeSha256);
-    const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
-      : undefined;
-    let restore = await this.o.snapshots?.(version);
-    const stemEligible = this.stems?.eligible(version, runtime) === true;
-    // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
-    const stem = stemEligible && (restore === undefined || this.choose(key, restore) === 'stem') ? this.stems?.take('stem', runtime.id) : undefined;
-    if (stem !== undefined) restore = undefined;
-    // A snapshot is restored into a waiting restore cell when there is one: the sandbox is already built.
-    const cell = restore !== undefined && this.stems?.restorable(version, runtime) === true ? this.stems.take('restore', runtime.id) : undefined;
-    const env = stem ?? cell ?? this.makeEnvironment(runtime, {
-      version,
-      codeDir,
-      ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
-    });
-    this.all.add(env);
+    let cell: Environment | undefined;
+    try {
+      codeCache = this.codeCacheFor(version, runtime);
+      restore = await this.o.snapshots?.(version);
+      const stemEligible = this.stems?.eligible(version, runtime) === true;
+      // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
+      stem = stemEligible && (restore === undefined || this.choose(key, restore) === 'stem') ? this.stems?.take('stem', runtime.id) : undefined;
+      if (stem !== undefined) restore = undefined;
+      // A snapshot is restored into a waiting restore cell when there is one: the sandbox is already built.
+      cell = restore !== undefined && this.stems?.restorable(version, runtime) === true ? this.stems.take('restore', runtime.id) : undefined;
+      env = stem ?? cell ?? this.makeEnvironment(runtime, {
+        version,
+        codeDir,
+        ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
+      });
+      this.all.add(env);
+    } finally {
+      this.placed(version.config.memoryMb * 1024 * 1024);
+    }
     const started = performance.now();
     try {
       if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
@@ -106,10 +125,107 @@ export class Pool {
       if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', performance.now() - started);
     } catch (e) {
       this.all.delete(env);
+      this.signalCapacity();
       if (e instanceof InitFailure) return this.initFailed(version, input, e);
       throw e;
     }
     return this.run(env, key, input, true, opts.log);
+  }
+
+  private codeCacheFor(version: VersionRecord, runtime: RuntimeDef): CodeCacheHandle | undefined {
+    return this.o.codeCaches !== undefined && runtime.family === 'nodejs'
+      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
+      : undefined;
+  }
+
+  /**
+   * Start an environment of `version` ahead of traffic (provisioned concurrency): restored from the version's
+   * snapshot when it has one, else a normal Init. It is leased before any other environment of the version, is
+   * never reaped for idleness, and `onLost` is told once if it stops for any reason other than unprovision().
+   * Rejects with the InitFailure when Init fails, or TooManyRequests when the worker stays full.
+   */
+  async provision(version: VersionRecord, onLost: () => void): Promise<Environment> {
+    if (this.closed) throw new ThawError('ServiceUnavailable', 'The worker is shutting down.');
+    const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
+    if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
+    const bytes = version.config.memoryMb * 1024 * 1024;
+    const deadline = Date.now() + (this.o.capacityWaitMs ?? 10_000);
+    while (!(await this.reserveRoom(bytes, deadline)));
+    let env: Environment;
+    try {
+      const restore = await this.o.snapshots?.(version);
+      const codeCache = this.codeCacheFor(version, runtime);
+      const made: Environment = this.makeEnvironment(runtime, {
+        version,
+        codeDir: this.o.codeDir(version.codeSha256),
+        provisioned: true,
+        onStopped: () => this.lost(made),
+        ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
+      });
+      env = made;
+      this.all.add(env);
+    } finally {
+      this.placed(bytes);
+    }
+    try {
+      await env.start();
+    } catch (e) {
+      this.all.delete(env);
+      this.signalCapacity();
+      throw e;
+    }
+    env.flushInitLog();
+    if (this.closed || env.state !== 'idle') {
+      this.all.delete(env);
+      void env.stop();
+      throw new ThawError('ServiceUnavailable', 'The environment stopped before it was ready.');
+    }
+    this.provisioned.set(env, onLost);
+    const key = keyOf(version);
+    let list = this.provisionedIdle.get(key);
+    if (list === undefined) this.provisionedIdle.set(key, (list = []));
+    list.push(env);
+    this.signalCapacity();
+    return env;
+  }
+
+  /** No longer provisioned: stopped when idle, else when its invocation is over. */
+  unprovision(env: Environment): void {
+    if (!this.provisioned.delete(env)) return;
+    const key = keyOf(env.version);
+    const list = this.provisionedIdle.get(key);
+    const i = list?.indexOf(env) ?? -1;
+    if (list !== undefined && i >= 0) {
+      list.splice(i, 1);
+      if (list.length === 0) this.provisionedIdle.delete(key);
+      this.all.delete(env);
+      this.signalCapacity();
+      void env.stop();
+    }
+  }
+
+  /** A provisioned environment stopped (crash, timeout, out of memory, shutdown). */
+  private lost(env: Environment): void {
+    const onLost = this.provisioned.get(env);
+    if (onLost === undefined) return;
+    this.provisioned.delete(env);
+    const key = keyOf(env.version);
+    const list = this.provisionedIdle.get(key);
+    const i = list?.indexOf(env) ?? -1;
+    if (list !== undefined && i >= 0) list.splice(i, 1);
+    if (list?.length === 0) this.provisionedIdle.delete(key);
+    this.all.delete(env);
+    this.signalCapacity();
+    if (!this.closed) onLost();
+  }
+
+  private takeProvisioned(key: string): Environment | undefined {
+    const list = this.provisionedIdle.get(key);
+    while (list !== undefined && list.length > 0) {
+      const env = list.shift() as Environment;
+      if (env.state === 'idle') return env;
+    }
+    return undefined;
   }
 
   /**
@@ -132,7 +248,7 @@ export class Pool {
     if (m[path].length > 9) m[path].shift();
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource }): Environment {
+  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource; provisioned?: boolean }): Environment {
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,
@@ -204,6 +320,8 @@ export class Pool {
     if (out.fatal || env.state !== 'idle') {
       this.all.delete(env);
       this.draining.delete(env);
+      // A provisioned environment is replaced now, not when its sandbox has finished stopping.
+      this.lost(env);
     } else if (this.retired.has(key) || this.closed || this.draining.delete(env)) {
       this.all.delete(env);
       void env.stop();
@@ -213,10 +331,12 @@ export class Pool {
         waiter(env);
         return;
       }
-      let list = this.idle.get(key);
-      if (list === undefined) this.idle.set(key, (list = []));
+      const target = this.provisioned.has(env) ? this.provisionedIdle : this.idle;
+      let list = target.get(key);
+      if (list === undefined) target.set(key, (list = []));
       list.push(env);
     }
+    this.signalCapacity();
   }
 
   /**
@@ -258,16 +378,52 @@ export class Pool {
     return { payload: f.payload, functionError: 'Unhandled', log, durationMs: f.initDurationMs ?? 0, fatal: true, cold: true };
   }
 
-  private async makeRoom(memoryBytes: number): Promise<void> {
+  /**
+   * Room for one more environment of `memoryBytes`, counted at once (so that a burst cannot overshoot the caps),
+   * evicting the least recently used idle environments when needed: true when reserved (release it with placed()).
+   * On a worker full of busy environments, waits until an environment goes idle or away and answers false, so
+   * that the caller can look for a warm one again; TooManyRequests once `deadline` has passed.
+   */
+  private async reserveRoom(memoryBytes: number, deadline: number): Promise<boolean> {
     for (;;) {
-      const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0);
-      if (this.all.size < this.o.maxEnvironments && used + memoryBytes <= this.o.maxMemoryBytes) return;
-      const victim = this.oldestIdle();
-      if (victim === undefined) {
-        throw new ThawError('TooManyRequests', 'Rate Exceeded.', { Reason: 'ConcurrentInvocationLimitExceeded' });
+      const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0) + this.placing.bytes;
+      if (this.all.size + this.placing.count < this.o.maxEnvironments && used + memoryBytes <= this.o.maxMemoryBytes) {
+        this.placing.count++;
+        this.placing.bytes += memoryBytes;
+        return true;
       }
+      const victim = this.oldestIdle();
+      if (victim === undefined) break;
       await this.evict(victim);
     }
+    const left = deadline - Date.now();
+    if (left <= 0 || this.closed) throw new ThawError('TooManyRequests', 'Rate Exceeded.', { Reason: 'ConcurrentInvocationLimitExceeded' });
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.capacityWaiters = this.capacityWaiters.filter((w) => w !== wake);
+        resolve();
+      }, left);
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.capacityWaiters.push(wake);
+    });
+    return false;
+  }
+
+  /** A reservation made by reserveRoom() is over: the environment is in `all`, or was never made. */
+  private placed(memoryBytes: number): void {
+    this.placing.count--;
+    this.placing.bytes -= memoryBytes;
+    this.signalCapacity();
+  }
+
+  private signalCapacity(): void {
+    if (this.capacityWaiters.length === 0) return;
+    const waiters = this.capacityWaiters;
+    this.capacityWaiters = [];
+    for (const w of waiters) w();
   }
 
   private oldestIdle(): Environment | undefined {
@@ -288,6 +444,7 @@ export class Pool {
       if (list.length === 0) this.idle.delete(key);
     }
     this.all.delete(env);
+    this.signalCapacity();
     await env.stop();
   }
 
@@ -308,7 +465,7 @@ export class Pool {
     // Environments still running an invocation stop when it completes, so that the next invoke is cold.
     let later = 0;
     for (const e of this.all) {
-      if (e.isStem || e.version.functionName !== functionName || (version !== undefined && e.version.version !== version)) continue;
+      if (e.isStem || this.provisioned.has(e) || e.version.functionName !== functionName || (version !== undefined && e.version.version !== version)) continue;
       if (e.state === 'busy' || e.state === 'initializing') {
         this.draining.add(e);
         later++;
@@ -329,8 +486,10 @@ export class Pool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.reaper);
+    this.signalCapacity();
     await this.stems?.close();
     this.idle.clear();
+    this.provisionedIdle.clear();
     await Promise.all([...this.all].map((e) => e.stop()));
     this.all.clear();
   }
