@@ -10,6 +10,7 @@ import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
 import { LogStore } from './logs/store.js';
 import { Pool } from './worker/pool.js';
+import { Metrics } from './util/metrics.js';
 import { CodeCacheStore } from './worker/code-cache.js';
 import { SnapStart } from './snapshot/service.js';
 import { Invoker } from './router/invoker.js';
@@ -105,7 +106,9 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   expiry.unref();
   const maxEnvironments = o.maxEnvironments ?? Math.max(16, cpus().length * 32);
   const accountConcurrency = o.accountConcurrency ?? Math.min(maxEnvironments, defaultAccountConcurrency(cpus().length, memory));
+  const metrics = new Metrics();
   const pool = new Pool({
+    metrics,
     driver,
     rapi,
     logs,
@@ -121,6 +124,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
     snapshots: (v) => snapstart.restorable(v),
   });
+  metrics.watch({ environments: () => pool.environmentStates(), cells: () => pool.cellsReady() });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
   registry.on('published', (v: VersionRecord) => {
     if (SnapStart.applies(v)) pool.prepareRestore(v);

@@ -78,6 +78,12 @@ async function drain(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   return { status: 200, json: { FunctionName: ref.name, ...(version === undefined ? {} : { Version: version }), Stopped: stopped } };
 }
 
+/** Prometheus text format: invocations, cold starts by start path, start times, environments, cells. */
+async function metrics(ctx: ApiContext): Promise<ApiResponse> {
+  const m = await ctx.pool.metricsText();
+  return { status: 200, raw: Buffer.from(m.body), headers: { 'content-type': m.contentType } };
+}
+
 function downloadCode(ctx: ApiContext, req: ApiRequest): ApiResponse {
   const sha = req.params.Sha ?? '';
   const expires = Number(req.url.searchParams.get('expires') ?? '0');
@@ -99,6 +105,7 @@ export const invokeRoutes: readonly Route[] = [
   route('POST', '/2015-03-31/functions/{FunctionName}/invocations', 'InvokeFunction', invoke, MAX_SYNC_PAYLOAD),
   route('GET', '/thaw/v1/functions/{FunctionName}/logs', 'GetLogs', logs),
   route('POST', '/thaw/v1/functions/{FunctionName}/drain', 'Drain', drain),
+  route('GET', '/thaw/v1/metrics', 'GetMetrics', metrics),
 ];
 
 /** Routes that carry their own authorisation instead of SigV4. */

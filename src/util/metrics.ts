@@ -44,8 +44,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(gauges: { environments?: () => Record<string, number>; cells?: () => Record<string, number> } = {}) {
+  constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'thaw_process_' });
+  }
+
+  /** Gauges read when scraped: environments by state, cells ready by kind. Once. */
+  watch(gauges: { environments: () => Record<string, number>; cells: () => Record<string, number> }): void {
     const { environments, cells } = gauges;
     new Gauge({
       name: 'thaw_environments',
@@ -54,7 +58,7 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [state, n] of Object.entries(environments?.() ?? {})) this.set({ state }, n);
+        for (const [state, n] of Object.entries(environments())) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -64,7 +68,7 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const [kind, n] of Object.entries(cells?.() ?? {})) this.set({ kind }, n);
+        for (const [kind, n] of Object.entries(cells())) this.set({ kind }, n);
       },
     });
   }

@@ -8,6 +8,7 @@ import { endLine, reportLine, startLine } from '../logs/format.js';
 import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry, type RestoreSource } from './environment.js';
 import { runtimeTable, type RuntimeDef } from './runtimes.js';
 import { StemCells } from './stems.js';
+import type { Metrics } from '../util/metrics.js';
 import { CodeCacheStore, type CodeCacheHandle } from './code-cache.js';
 
 export interface PoolOptions {
@@ -29,6 +30,8 @@ export interface PoolOptions {
   readonly codeCaches?: CodeCacheStore;
   /** The SnapStart snapshot to restore a version from, if it has a usable one. */
   readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
+  /** Where invocations, cold starts and their paths are counted. */
+  readonly metrics?: Metrics;
   /** How long a request waits for room on a full worker before it is throttled (default 10 s). */
   readonly capacityWaitMs?: number;
 }
@@ -122,7 +125,9 @@ export class Pool {
       if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
       else if (cell !== undefined && restore !== undefined) await cell.restoreInCell(version, restore, (this.stems as StemCells).mountRestore(cell, codeDir, restore.dir));
       else await env.start();
-      if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', performance.now() - started);
+      const ms = performance.now() - started;
+      if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', ms);
+      this.o.metrics?.coldStart(version.functionName, env.startPathName(), ms);
     } catch (e) {
       this.all.delete(env);
       this.signalCapacity();
@@ -279,6 +284,23 @@ export class Pool {
     return this.stems !== undefined;
   }
 
+  /** This worker's metrics in Prometheus' text format (empty without a registry). */
+  async metricsText(): Promise<{ contentType: string; body: string }> {
+    return this.o.metrics === undefined ? { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' } : this.o.metrics.text();
+  }
+
+  /** Environments by state, for metrics. */
+  environmentStates(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const e of this.all) out[e.state] = (out[e.state] ?? 0) + 1;
+    return out;
+  }
+
+  /** Pre-started cells waiting, by kind, for metrics. */
+  cellsReady(): Record<string, number> {
+    return this.stems === undefined ? {} : { stem: this.stems.readyCount('stem'), restore: this.stems.readyCount('restore') };
+  }
+
   /** Get restore cells ready for a version that will be restored from a snapshot. */
   prepareRestore(version: VersionRecord): void {
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
@@ -296,7 +318,14 @@ export class Pool {
         resolve(r);
       };
     });
+    const m = this.o.metrics;
+    if (m !== undefined) {
+      const fn = env.version.functionName;
+      m.invocations.inc({ function: fn, start: cold ? 'cold' : 'warm' });
+      void answered?.then((r) => r.functionError !== undefined && m.functionErrors.inc({ function: fn }));
+    }
     const done = env.invoke(input, { cold, ...(early === undefined ? {} : { onResponse: early }) }).then((out) => {
+      if (m !== undefined && answered === undefined && out.functionError !== undefined) m.functionErrors.inc({ function: env.version.functionName });
       if (answeredEarly) this.finishing.set(key, (this.finishing.get(key) ?? 1) - 1);
       this.finished(env, key, out);
       return out;
@@ -366,6 +395,8 @@ export class Pool {
   /** Lambda's answer when Init fails on demand: the invocation fails with the init error. */
   private initFailed(version: VersionRecord, input: InvokeInput, f: InitFailure): PoolOutcome {
     const id = input.requestId;
+    this.o.metrics?.initFailures.inc({ function: version.functionName, type: f.errorType });
+    this.o.metrics?.functionErrors.inc({ function: version.functionName });
     const now = Date.now();
     const log: LogEntry[] = [
       ...f.log,

@@ -132,6 +132,19 @@ test('cold starts restore into pre-built sandboxes (restore cells): code, variab
   assert.equal(cell.type, 'snap-start');
   assert.equal(cell.mine, 'yes');
   assert.equal(randoms.size, seen.length, 'every restored environment has its own randomness');
+  // The path taken shows in the metrics as well as in the log.
+  const url = new URL('/thaw/v1/metrics', thaw.url);
+  const res = await fetch(url, { headers: await signedHeaders(url, 'GET') });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+  const text = await res.text();
+  const count = (path: string): number => seen.filter((p) => p === path).length;
+  for (const path of new Set(seen)) {
+    assert.match(text, new RegExp(`^thaw_cold_starts_total\\{function="cells",path="${path.replace('+', '\\+')}"\\} ${count(path)}$`, 'm'), text);
+  }
+  assert.match(text, /^thaw_start_duration_seconds_count\{path="restore\+cell"\} [1-9]\d*$/m);
+  assert.match(text, new RegExp(`^thaw_invocations_total\\{function="cells",start="cold"\\} ${seen.length}$`, 'm'));
+  assert.match(text, /^thaw_cells_ready\{kind="restore"\} \d+$/m);
 });
 
 test('a function that leaves a socket open during Init gets a Failed version with a clear reason', async () => {
