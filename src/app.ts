@@ -13,6 +13,9 @@ import { Pool } from './worker/pool.js';
 import { CodeCacheStore } from './worker/code-cache.js';
 import { SnapStart } from './snapshot/service.js';
 import { Invoker } from './router/invoker.js';
+import { AsyncInvoker } from './router/async-invoker.js';
+import { SqliteEventQueue } from './router/sqlite-queue.js';
+import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
@@ -38,6 +41,10 @@ export interface ThawOptions {
   readonly stemCells?: boolean;
   /** Produce and use post-init code caches for Node functions. Default true. */
   readonly codeCache?: boolean;
+  /** Event invocations run at once. Default 4. */
+  readonly asyncConcurrency?: number;
+  /** Wait before an event's first retry, doubled for the second (Lambda: 60 s). */
+  readonly asyncRetryBaseMs?: number;
 }
 
 export interface Thaw {
@@ -113,9 +120,14 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   registry.on('changed', (fn, version) => pool.retire(fn, version));
   if (o.stemCells ?? true) await pool.enableStemCells(['nodejs24.x']);
   const invoker = new Invoker(registry, pool, region, logger);
+  const eventConfigs = new EventInvokeConfigs(db, region);
+  const events = new AsyncInvoker({
+    queue: new SqliteEventQueue(db), invoker, registry, configs: eventConfigs, logs, region, logger,
+    concurrency: o.asyncConcurrency ?? 4, retryBaseMs: o.asyncRetryBaseMs ?? 60_000,
+  });
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) } },
+    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) }, events, eventConfigs },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {
@@ -123,6 +135,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     server.listen(o.port, o.host ?? '127.0.0.1', () => res());
   });
   const port = (server.address() as AddressInfo).port;
+  await events.start();
   let closing: Promise<void> | undefined;
   return {
     url: `http://${o.host ?? '127.0.0.1'}:${port}`,
@@ -131,7 +144,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(file === undefined ? {} : { credentialsFile: file }),
     driverName: driver.name,
     close: () => (closing ??= (async () => {
-      invoker.close();
+      events.close();
       snapstart.close();
       clearInterval(expiry);
       server.closeAllConnections();

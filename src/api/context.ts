@@ -5,6 +5,8 @@ import type { CodeStore } from '../control/code-store.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
+import type { AsyncInvoker } from '../router/async-invoker.js';
+import type { EventInvokeConfigs } from '../control/event-invoke-config.js';
 
 /** What every API handler may use. */
 export interface ApiContext {
@@ -18,6 +20,9 @@ export interface ApiContext {
   readonly linkSecret: Buffer;
   readonly logger: Logger;
   readonly limits: { readonly accountConcurrency: number };
+  /** Event invocations: the durable queue, retries and destinations. */
+  readonly events: AsyncInvoker;
+  readonly eventConfigs: EventInvokeConfigs;
 }
 
 export interface ApiRequest {
