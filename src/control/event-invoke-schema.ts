@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 const destinationArn = z.string()
   .max(350, 'Member must have length less than or equal to 350')
-  .regex(/^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)/, 'Member must satisfy regular expression pattern: ^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\\-])+:([a-z]{2}(-gov)?-[a-z]+-\\d{1})?:(\\d{12})?:(.*)');
+  .regex(/^$|^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)/, 'Member must satisfy regular expression pattern: ^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\\-])+:([a-z]{2}(-gov)?-[a-z]+-\\d{1})?:(\\d{12})?:(.*)');
 
 const destination = z.object({ Destination: destinationArn.optional() });
 
@@ -28,5 +28,5 @@ export const EventInvokeConfigInput = z.object({
 export type EventInvokeConfigInput = z.infer<typeof EventInvokeConfigInput>;
 
 export const DeadLetterConfigInput = z.object({
-  TargetArn: z.string().regex(/^(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()$/, 'Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()').optional(),
+  TargetArn: z.string().regex(/^(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)?$/, 'Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()').optional(),
 });
