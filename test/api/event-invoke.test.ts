@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  CreateAliasCommand, DeleteFunctionEventInvokeConfigCommand, GetFunctionConfigurationCommand,
+  CreateAliasCommand, DeleteAliasCommand, DeleteFunctionEventInvokeConfigCommand, GetFunctionConfigurationCommand,
   GetFunctionEventInvokeConfigCommand, ListFunctionEventInvokeConfigsCommand, PublishVersionCommand,
   PutFunctionEventInvokeConfigCommand, UpdateFunctionConfigurationCommand, UpdateFunctionEventInvokeConfigCommand,
 } from '@aws-sdk/client-lambda';
@@ -88,6 +88,13 @@ describe('Event invocations: EventInvokeConfig, retries, destinations, dead-lett
     await rejects(s.client.send(new DeleteFunctionEventInvokeConfigCommand({ FunctionName: 'cfg', Qualifier: 'live' })), 'ResourceNotFoundException');
     const left = await s.client.send(new ListFunctionEventInvokeConfigsCommand({ FunctionName: 'cfg' }));
     assert.equal(left.FunctionEventInvokeConfigs?.length, 2);
+
+    // The configuration of an alias goes with the alias: a new alias of the same name starts without one.
+    await s.client.send(new CreateAliasCommand({ FunctionName: 'cfg', Name: 'tmp', FunctionVersion: '1' }));
+    await s.client.send(new PutFunctionEventInvokeConfigCommand({ FunctionName: 'cfg', Qualifier: 'tmp', MaximumRetryAttempts: 0 }));
+    await s.client.send(new DeleteAliasCommand({ FunctionName: 'cfg', Name: 'tmp' }));
+    await s.client.send(new CreateAliasCommand({ FunctionName: 'cfg', Name: 'tmp', FunctionVersion: '1' }));
+    await rejects(s.client.send(new GetFunctionEventInvokeConfigCommand({ FunctionName: 'cfg', Qualifier: 'tmp' })), 'ResourceNotFoundException');
   });
 
   test('EventInvokeConfig: validation errors as Lambda answers them', async () => {
