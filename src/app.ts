@@ -17,6 +17,9 @@ import { Invoker } from './router/invoker.js';
 import { Concurrency, defaultAccountConcurrency } from './router/concurrency.js';
 import { ConcurrencyStore } from './control/concurrency-store.js';
 import { ProvisionedConcurrency } from './worker/provisioned.js';
+import { AsyncInvoker } from './router/async-invoker.js';
+import { SqliteEventQueue } from './router/sqlite-queue.js';
+import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
@@ -47,6 +50,10 @@ export interface ThawOptions {
   readonly accountConcurrency?: number;
   /** How long an invocation waits for room on a full worker before it is throttled. Default 10 s. */
   readonly capacityWaitMs?: number;
+  /** Event invocations run at once. Default 4. */
+  readonly asyncConcurrency?: number;
+  /** Wait before an event's first retry, doubled for the second (Lambda: 60 s). */
+  readonly asyncRetryBaseMs?: number;
 }
 
 export interface Thaw {
@@ -137,10 +144,15 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     if (!registry.functionExists(fn)) concurrency.forget(fn);
   });
   provisioned.resume();
-  const invoker = new Invoker(registry, pool, region, logger, undefined, concurrency);
+  const invoker = new Invoker(registry, pool, region, logger, concurrency);
+  const eventConfigs = new EventInvokeConfigs(db, region);
+  const events = new AsyncInvoker({
+    queue: new SqliteEventQueue(db), invoker, registry, configs: eventConfigs, logs, region, logger,
+    concurrency: o.asyncConcurrency ?? 4, retryBaseMs: o.asyncRetryBaseMs ?? 60_000,
+  });
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned },
+    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {
@@ -148,6 +160,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     server.listen(o.port, o.host ?? '127.0.0.1', () => res());
   });
   const port = (server.address() as AddressInfo).port;
+  await events.start();
   let closing: Promise<void> | undefined;
   return {
     url: `http://${o.host ?? '127.0.0.1'}:${port}`,
@@ -156,7 +169,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(file === undefined ? {} : { credentialsFile: file }),
     driverName: driver.name,
     close: () => (closing ??= (async () => {
-      invoker.close();
+      events.close();
       provisioned.close();
       snapstart.close();
       clearInterval(expiry);

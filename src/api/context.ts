@@ -7,6 +7,8 @@ import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
 import type { Concurrency } from '../router/concurrency.js';
 import type { ProvisionedConcurrency } from '../worker/provisioned.js';
+import type { AsyncInvoker } from '../router/async-invoker.js';
+import type { EventInvokeConfigs } from '../control/event-invoke-config.js';
 
 /** What every API handler may use. */
 export interface ApiContext {
@@ -23,6 +25,9 @@ export interface ApiContext {
   /** Account and reserved concurrency (in-flight invocations). */
   readonly concurrency: Concurrency;
   readonly provisioned: ProvisionedConcurrency;
+  /** Event invocations: the durable queue, retries and destinations. */
+  readonly events: AsyncInvoker;
+  readonly eventConfigs: EventInvokeConfigs;
 }
 
 export interface ApiRequest {

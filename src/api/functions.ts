@@ -6,6 +6,7 @@ import {
 } from '../control/schema.js';
 import { DEFAULTS, renderConfiguration, type FunctionConfig, type VersionRecord } from '../control/model.js';
 import { runtimeTable } from '../worker/runtimes.js';
+import { parseFunctionTarget } from '../control/destinations.js';
 import type { ApiContext, ApiRequest, ApiResponse, Route } from './context.js';
 import { route } from './context.js';
 import { intParam, parseJson } from './http.js';
@@ -61,6 +62,13 @@ function decodeZip(zipFile: string | undefined, s3Bucket: string | undefined): B
   return zip;
 }
 
+/** DeadLetterConfig.TargetArn: '' removes it; otherwise a function of this account and region. */
+function deadLetterTarget(ctx: ApiContext, name: string, arn: string | undefined): string | undefined {
+  if (arn === undefined || arn === '') return undefined;
+  parseFunctionTarget(arn, ctx.region, name, 'DeadLetterConfig.TargetArn');
+  return arn;
+}
+
 function configOut(ctx: ApiContext, v: VersionRecord): Record<string, unknown> {
   return renderConfiguration(v, ctx.region);
 }
@@ -74,6 +82,7 @@ async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResp
   checkRuntime(input.Runtime);
   const env = checkEnv(input.Environment?.Variables);
   if (ctx.registry.functionExists(input.FunctionName)) throw new ThawError('ResourceConflict', `Function already exist: ${input.FunctionName}`);
+  const dlq = deadLetterTarget(ctx, input.FunctionName, input.DeadLetterConfig?.TargetArn);
   const config: FunctionConfig = {
     runtime: input.Runtime,
     handler: input.Handler,
@@ -86,6 +95,7 @@ async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResp
     snapStart: input.SnapStart?.ApplyOn ?? 'None',
     architecture: input.Architectures?.[0] ?? 'x86_64',
     layers: input.Layers ?? [],
+    ...(dlq === undefined ? {} : { deadLetterTarget: dlq }),
   };
   const code = await ctx.code.put(decodeZip(input.Code.ZipFile, input.Code.S3Bucket));
   const r = ctx.registry.createFunction(input.FunctionName, config, code, input.Tags ?? {}, input.Publish === true);
@@ -145,6 +155,7 @@ function updateConfiguration(ctx: ApiContext, req: ApiRequest): ApiResponse {
   const input = parseInput(UpdateFunctionConfigurationInput, parseJson(req.body));
   checkRuntime(input.Runtime);
   const env = input.Environment === undefined ? undefined : checkEnv(input.Environment.Variables ?? {});
+  const dlq = input.DeadLetterConfig === undefined ? undefined : deadLetterTarget(ctx, t.name, input.DeadLetterConfig.TargetArn);
   const v = ctx.registry.updateConfig(t.name, (c) => ({
     ...c,
     ...(input.Runtime === undefined ? {} : { runtime: input.Runtime }),
@@ -157,6 +168,8 @@ function updateConfiguration(ctx: ApiContext, req: ApiRequest): ApiResponse {
     ...(input.EphemeralStorage === undefined ? {} : { ephemeralMb: input.EphemeralStorage.Size }),
     ...(input.SnapStart === undefined ? {} : { snapStart: input.SnapStart.ApplyOn }),
     ...(input.Layers === undefined ? {} : { layers: input.Layers }),
+    // An empty TargetArn removes the dead-letter target (undefined is not stored).
+    ...(input.DeadLetterConfig === undefined ? {} : { deadLetterTarget: dlq }),
   }), input.RevisionId);
   return { status: 200, json: configOut(ctx, v) };
 }

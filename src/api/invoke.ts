@@ -36,7 +36,7 @@ async function invoke(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
     return { status: 204 };
   }
   if (type === 'Event') {
-    const id = ctx.invoker.enqueue(request);
+    const id = await ctx.events.accept(request);
     return { status: 202, headers: { 'x-amzn-requestid': id } };
   }
   const r = await ctx.invoker.invoke(request, undefined, logType === 'Tail');

@@ -8,10 +8,11 @@ import { functionRoutes } from './functions.js';
 import { aliasRoutes } from './aliases.js';
 import { invokeRoutes, unsignedRoutes } from './invoke.js';
 import { concurrencyRoutes } from './concurrency.js';
+import { eventInvokeConfigRoutes } from './event-invoke-config.js';
 import { URL_PREFIX, corsHeaders, urlConfigRoutes, urlEvent, urlNotFound, urlReply } from './urls.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
 
-const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes];
+const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes];
 
 function match(routes: readonly Route[], method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
   let pathMatched = false;

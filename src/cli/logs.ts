@@ -1,7 +1,7 @@
 /**
  * `thaw logs NAME`: a function's log lines from Thaw's log endpoint. Without --since: the newest --limit lines;
  * with --since: lines from that time on (at most --limit). --follow keeps asking for lines after the last one
- * seen (every 500 ms) until interrupted.
+ * seen (every 500 ms) until interrupted. Lines of an Event invocation carry its attempt number (--json: `attempt`).
  */
 import type { Command } from 'commander';
 import { addClientOptions, withSession, type ClientFlags, type Session } from './client.js';
@@ -16,6 +16,8 @@ export interface LogEvent {
   requestId: string | null;
   timestamp: number;
   message: string;
+  /** Attempt number of an asynchronous (Event) invocation; its attempts share one request id. */
+  attempt?: number;
 }
 
 interface LogsFlags extends ClientFlags {
@@ -80,7 +82,7 @@ function print(e: LogEvent, json: boolean): void {
   const time = new Date(e.timestamp).toISOString();
   const message = e.message.replace(/[\r\n]+$/, '');
   if (json) {
-    process.stdout.write(`${JSON.stringify({ timestamp: time, requestId: e.requestId, message, seq: e.seq, version: e.version })}\n`);
+    process.stdout.write(`${JSON.stringify({ timestamp: time, requestId: e.requestId, message, seq: e.seq, version: e.version, ...(e.attempt === undefined ? {} : { attempt: e.attempt }) })}\n`);
   } else {
     // Runtimes turn a message's newlines into \r (as Lambda's do), which a terminal would draw over the line
     // itself: show them as indented continuation lines.

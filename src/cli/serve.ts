@@ -14,8 +14,9 @@ export function registerServe(program: Command): void {
     .option('--account-concurrency <n>', 'account concurrency limit: invocations in flight at once (default: sized to CPUs and memory)', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
+    .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -33,6 +34,7 @@ export function registerServe(program: Command): void {
         ...(o.accountConcurrency === undefined ? {} : { accountConcurrency: o.accountConcurrency }),
         stemCells: o.stemCells,
         codeCache: o.codeCache,
+        ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

@@ -84,6 +84,35 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (function_name, qualifier)
   ) STRICT;
   `,
+  `
+  CREATE TABLE async_events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id    TEXT NOT NULL UNIQUE,
+    function_name TEXT NOT NULL,
+    qualifier     TEXT,
+    payload       BLOB NOT NULL,
+    client_context TEXT,
+    enqueued_at   INTEGER NOT NULL,
+    not_before    INTEGER NOT NULL,
+    invokes       INTEGER NOT NULL DEFAULT 0,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    throttles     INTEGER NOT NULL DEFAULT 0,
+    last_result   TEXT,
+    lease         TEXT
+  ) STRICT;
+  CREATE INDEX async_events_due ON async_events(not_before, id);
+  CREATE TABLE event_invoke_configs (
+    function_name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+    qualifier     TEXT NOT NULL,
+    max_retry_attempts INTEGER,
+    max_event_age_sec  INTEGER,
+    on_success    TEXT,
+    on_failure    TEXT,
+    last_modified INTEGER NOT NULL,
+    PRIMARY KEY (function_name, qualifier)
+  ) STRICT;
+  ALTER TABLE logs ADD COLUMN attempt INTEGER;
+  `,
 ];
 
 export function openDb(file: string): Db {

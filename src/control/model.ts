@@ -19,6 +19,8 @@ export interface FunctionConfig {
   readonly snapStart: 'PublishedVersions' | 'None';
   readonly architecture: 'x86_64' | 'arm64';
   readonly layers: readonly string[];
+  /** DeadLetterConfig.TargetArn: a function that receives events given up on. */
+  readonly deadLetterTarget?: string;
 }
 
 export interface VersionRecord {
@@ -101,6 +103,7 @@ export function renderConfiguration(v: VersionRecord, region: string): Record<st
     LoggingConfig: { LogFormat: 'Text', LogGroup: `/aws/lambda/${v.functionName}` },
   };
   if (Object.keys(c.env).length > 0) out.Environment = { Variables: { ...c.env } };
+  if (c.deadLetterTarget !== undefined) out.DeadLetterConfig = { TargetArn: c.deadLetterTarget };
   if (c.layers.length > 0) out.Layers = c.layers.map((arn) => ({ Arn: arn, CodeSize: 0 }));
   if (v.stateReason !== null) out.StateReason = v.stateReason;
   if (v.stateReasonCode !== null) out.StateReasonCode = v.stateReasonCode;

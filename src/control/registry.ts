@@ -241,6 +241,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         throw new ThawError('ResourceConflict', `Unable to delete version because the following aliases reference it: [${used.map((a) => a.name).join(', ')}]`);
       }
       this.sql('DELETE FROM versions WHERE function_name = ? AND version = ?').run(name, qualifier);
+      this.sql('DELETE FROM event_invoke_configs WHERE function_name = ? AND qualifier = ?').run(name, qualifier);
       this.emit('changed', name, qualifier);
     })();
   }
@@ -301,6 +302,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.db.transaction(() => {
       if (!this.functionExists(name)) throw notFoundFunction(name);
       this.sql('DELETE FROM function_urls WHERE function_name = ? AND qualifier = ?').run(name, alias);
+      this.sql('DELETE FROM event_invoke_configs WHERE function_name = ? AND qualifier = ?').run(name, alias);
       this.sql('DELETE FROM aliases WHERE function_name = ? AND name = ?').run(name, alias);
     })();
   }

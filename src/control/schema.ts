@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ThawError } from '../util/errors.js';
+import { DeadLetterConfigInput } from './event-invoke-schema.js';
 
 /**
  * Schemas for the control API's request bodies: the trust boundary. Shapes and limits follow the Lambda API
@@ -55,6 +56,7 @@ export const CreateFunctionInput = z.object({
   EphemeralStorage: ephemeralStorage.optional(),
   SnapStart: snapStart.optional(),
   Layers: z.array(z.string()).optional(),
+  DeadLetterConfig: DeadLetterConfigInput.optional(),
 }).passthrough();
 export type CreateFunctionInput = z.infer<typeof CreateFunctionInput>;
 
@@ -81,6 +83,7 @@ export const UpdateFunctionConfigurationInput = z.object({
   EphemeralStorage: ephemeralStorage.optional(),
   SnapStart: snapStart.optional(),
   Layers: z.array(z.string()).optional(),
+  DeadLetterConfig: DeadLetterConfigInput.optional(),
   RevisionId: z.string().optional(),
 }).passthrough();
 export type UpdateFunctionConfigurationInput = z.infer<typeof UpdateFunctionConfigurationInput>;

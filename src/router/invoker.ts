@@ -30,20 +30,14 @@ export interface InvokeResult {
 
 /**
  * The invoke path: resolve function and qualifier to a version (alias weights applied), check that the
- * version can run, and hand the invocation to the worker pool. Event invocations go through a queue.
+ * version can run, and hand the invocation to the worker pool. Event invocations go through AsyncInvoker.
  */
 export class Invoker {
-  private readonly queue: { req: InvokeRequest; requestId: string; attempt: number }[] = [];
-  private running = 0;
-  private closed = false;
-  private readonly timers = new Set<NodeJS.Timeout>();
-
   constructor(
     private readonly registry: Registry,
     private readonly pool: Pool,
     private readonly region: string,
     private readonly logger: Logger,
-    private readonly eventConcurrency = 4,
     /** Account and function concurrency limits; none when absent. */
     private readonly concurrency?: Concurrency,
   ) {}
@@ -119,58 +113,5 @@ export class Invoker {
       log: out.log,
       cold: out.cold,
     };
-  }
-
-  /**
-   * Accept an Event invocation: validated now, run later. Failed attempts are retried twice with backoff, as
-   * Lambda does by default. The queue is in memory: events accepted before a crash are not kept.
-   */
-  enqueue(req: InvokeRequest): string {
-    this.check(req, MAX_EVENT_PAYLOAD);
-    const requestId = randomUUID();
-    this.queue.push({ req, requestId, attempt: 0 });
-    this.pump();
-    return requestId;
-  }
-
-  private pump(): void {
-    while (!this.closed && this.running < this.eventConcurrency && this.queue.length > 0) {
-      const job = this.queue.shift() as { req: InvokeRequest; requestId: string; attempt: number };
-      this.running++;
-      void this.attempt(job).finally(() => {
-        this.running--;
-        this.pump();
-      });
-    }
-  }
-
-  private async attempt(job: { req: InvokeRequest; requestId: string; attempt: number }): Promise<void> {
-    let failed: boolean;
-    try {
-      const { version, clientContext } = this.check(job.req, MAX_EVENT_PAYLOAD);
-      const r = await this.run(job.req, version, clientContext, job.requestId, false);
-      failed = r.functionError !== undefined;
-    } catch (e) {
-      if (e instanceof ThawError && e.code === 'ResourceNotFound') {
-        this.logger.warn({ requestId: job.requestId, fn: job.req.functionName }, 'event dropped: function no longer exists');
-        return;
-      }
-      this.logger.warn({ err: e, requestId: job.requestId }, 'event invocation attempt failed');
-      failed = true;
-    }
-    if (failed && job.attempt < 2 && !this.closed) {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        this.queue.push({ ...job, attempt: job.attempt + 1 });
-        this.pump();
-      }, 1000 * 2 ** job.attempt);
-      this.timers.add(t);
-    }
-  }
-
-  close(): void {
-    this.closed = true;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
   }
 }
