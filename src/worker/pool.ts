@@ -27,6 +27,8 @@ export interface PoolOptions {
   readonly initTimeoutMs?: number;
   /** Post-init code caches; none when absent. */
   readonly codeCaches?: CodeCacheStore;
+  /** Host directory to mount at /opt for a version with layers (merged in order). */
+  readonly optDir?: (version: VersionRecord) => Promise<string | undefined>;
   /** The SnapStart snapshot to restore a version from, if it has a usable one. */
   readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
 }
@@ -80,6 +82,7 @@ export class Pool {
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
     await this.makeRoom(version.config.memoryMb * 1024 * 1024);
     const codeDir = this.o.codeDir(version.codeSha256);
+    const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
     const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
       ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
       : undefined;
@@ -91,12 +94,13 @@ export class Pool {
     const env = stem ?? this.makeEnvironment(runtime, {
       version,
       codeDir,
+      ...(optDir === undefined ? {} : { optDir }),
       ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
     });
     this.all.add(env);
     const started = performance.now();
     try {
-      if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
+      if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir, optDir), codeCache);
       else await env.start();
       if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', performance.now() - started);
     } catch (e) {
@@ -127,7 +131,7 @@ export class Pool {
     if (m[path].length > 9) m[path].shift();
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource }): Environment {
+  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; optDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource }): Environment {
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,

@@ -20,6 +20,9 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The stem's /opt, next to its /var/task on the shared mount. */
+const optDirOf = (stemDir: string): string => `${stemDir}.opt`;
+
 /** A stem cell boots with these limits; specialisation applies the function's own. */
 export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
 
@@ -110,9 +113,14 @@ export class StemCells {
     return env;
   }
 
-  /** The mount that makes `codeDir` the stem's /var/task, read-only. */
-  mountCode(env: Environment, codeDir: string): () => Promise<void> {
-    return () => this.mounter.bindReadOnly(codeDir, join(this.root, env.id));
+  /** The mounts that make `codeDir` the stem's /var/task and `optDir` (its layers, if any) its /opt, read-only. */
+  mountCode(env: Environment, codeDir: string, optDir?: string): () => Promise<void> {
+    return async () => {
+      await Promise.all([
+        this.mounter.bindReadOnly(codeDir, join(this.root, env.id)),
+        ...(optDir === undefined ? [] : [this.mounter.bindReadOnly(optDir, optDirOf(join(this.root, env.id)))]),
+      ]);
+    };
   }
 
   /** Ready stems wanted for a runtime: one, plus one per five cold starts in the last minute. */
@@ -143,7 +151,8 @@ export class StemCells {
       env = this.make(runtime, () => void this.release(dir));
       dir = join(this.root, env.id);
       await mkdir(dir, { mode: 0o755 });
-      await env.startStem(dir, STEM_LIMITS);
+      await mkdir(optDirOf(dir), { mode: 0o755 });
+      await env.startStem(dir, STEM_LIMITS, optDirOf(dir));
       if (this.closed) {
         await env.stop();
         return;
@@ -162,8 +171,11 @@ export class StemCells {
   /** After an environment that began as a stem stops: unmount its code and remove its directory. */
   private async release(dir: string): Promise<void> {
     if (dir === '') return;
-    await this.mounter.unmount(dir).catch(() => undefined);
-    await rmdir(dir).catch(() => undefined);
+    for (const d of [dir, optDirOf(dir)]) {
+      // An /opt without layers was never mounted on: its unmount fails, and rmdir removes the empty directory.
+      await this.mounter.unmount(d).catch(() => undefined);
+      await rmdir(d).catch(() => undefined);
+    }
   }
 
   get readyCount(): number {
