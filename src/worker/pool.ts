@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
 import type { SandboxDriver } from '../sandbox/driver.js';
@@ -38,6 +39,13 @@ export interface PoolOutcome extends InvokeOutcome {
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.POSITIVE_INFINITY;
+
+/**
+ * What a code cache is valid for: the code, and the layers at /opt (V8 accepts a cache entry for any source of
+ * the same length, so a layer's module must never meet the cache made with another layer's).
+ */
+const codeIdentity = (codeSha256: string, optDir: string | undefined): string =>
+  optDir === undefined ? codeSha256 : `${codeSha256}-${createHash('sha256').update(optDir).digest('hex').slice(0, 16)}`;
 
 const keyOf = (v: VersionRecord): string => `${v.functionName}\u0000${v.version}\u0000${v.revisionId}`;
 
@@ -84,7 +92,7 @@ export class Pool {
     const codeDir = this.o.codeDir(version.codeSha256);
     const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
     const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
+      ? this.o.codeCaches.handle(CodeCacheStore.key(codeIdentity(version.codeSha256, optDir), runtime.id, runtime.binary.version))
       : undefined;
     let restore = await this.o.snapshots?.(version);
     const stemEligible = this.stems?.eligible(version, runtime) === true;

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, rmdir } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
@@ -42,6 +42,8 @@ export class StemCells {
   private readonly failures = new Map<string, number>();
   private closed = false;
   private readonly mounter: Mounter;
+  /** Read-only mounts of layer directories, by host directory (see readOnlySource). */
+  private readonly roSources = new Map<string, Promise<string>>();
 
   private constructor(
     private readonly root: string,
@@ -88,7 +90,16 @@ export class StemCells {
       await run('umount', ['-l', dir]).catch(() => undefined);
       // rmdir, never a recursive delete: if the unmount failed, what is below may be a function's code.
       await rmdir(dir).catch(() => undefined);
+      await StemCells.removeReadOnlySources(`${dir}-ro`);
     }
+  }
+
+  private static async removeReadOnlySources(dir: string): Promise<void> {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      await run('umount', ['-l', join(dir, name)]).catch(() => undefined);
+      await rmdir(join(dir, name)).catch(() => undefined);
+    }
+    await rmdir(dir).catch(() => undefined);
   }
 
   /** Whether a stem can become this version (Node runtimes, default /tmp size, no exec wrapper). */
@@ -118,9 +129,29 @@ export class StemCells {
     return async () => {
       await Promise.all([
         this.mounter.bindReadOnly(codeDir, join(this.root, env.id)),
-        ...(optDir === undefined ? [] : [this.mounter.bindReadOnly(optDir, optDirOf(join(this.root, env.id)))]),
+        ...(optDir === undefined ? [] : [this.readOnlySource(optDir).then((ro) => this.mounter.bindReadOnly(ro, optDirOf(join(this.root, env.id))))]),
       ]);
     };
+  }
+
+  /**
+   * A read-only mount of `dir` in a private place, made once. A bind of a read-only mount is read-only from the
+   * start, and so is its copy in the waiting sandbox; a bind made read-only afterwards (mount, then remount) is
+   * copied into the sandbox as it was first made, writable.
+   */
+  private readOnlySource(dir: string): Promise<string> {
+    let p = this.roSources.get(dir);
+    if (p === undefined) {
+      const target = join(`${this.root}-ro`, createHash('sha256').update(dir).digest('hex').slice(0, 32));
+      p = (async () => {
+        await mkdir(target, { recursive: true, mode: 0o755 });
+        await this.mounter.bindReadOnly(dir, target);
+        return target;
+      })();
+      p.catch(() => this.roSources.delete(dir));
+      this.roSources.set(dir, p);
+    }
+    return p;
   }
 
   /** Ready stems wanted for a runtime: one, plus one per five cold starts in the last minute. */
@@ -192,5 +223,6 @@ export class StemCells {
     this.mounter.close();
     await run('umount', ['-l', this.root]).catch(() => undefined);
     await rmdir(this.root).catch(() => undefined);
+    await StemCells.removeReadOnlySources(`${this.root}-ro`);
   }
 }
