@@ -8,6 +8,8 @@ import { silentLogger } from './util/log.js';
 import { openDb, type Db } from './control/db.js';
 import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
+import { LayerRegistry } from './control/layers.js';
+import { OptDirs } from './worker/opt.js';
 import { LogStore } from './logs/store.js';
 import { Pool } from './worker/pool.js';
 import { Metrics } from './util/metrics.js';
@@ -100,13 +102,27 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const region = o.region ?? DEFAULT_REGION;
   const registry = new Registry(db);
   const code = new CodeStore(db, dataDir);
-  await code.collect(registry.referencedCode());
+  const layers = new LayerRegistry(db, region);
+  await code.collect(new Set([...registry.referencedCode(), ...layers.referencedCode()]));
+  const opt = new OptDirs(join(dataDir, 'opt'), logger);
+  const layerShas = (arns: readonly string[]): string[] => layers.pinned(arns).map((l) => l.codeSha256);
+  const keep = new Set<string>();
+  for (const arns of layers.layerLists()) {
+    try {
+      keep.add(OptDirs.key(layerShas(arns)));
+    } catch (err) {
+      // Layers stored before they were checked: the function fails to start until its Layers are fixed.
+      logger.warn({ err, layers: arns }, 'a function names layer versions this server does not have');
+    }
+  }
+  await opt.collect(keep);
+  const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.dir(sha));
   const logs = new LogStore(db, o.logCapBytes);
   const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);
-  const snapstart = new SnapStart({ registry, codeDir: (sha) => code.dir(sha), driver, dataDir, region, logger });
+  const snapstart = new SnapStart({ registry, codeDir: (sha) => code.dir(sha), driver, dataDir, region, logger, optDir });
   registry.on('published', (v) => snapstart.optimise(v));
   await snapstart.resume(registry.pendingVersions());
   const expiry = setInterval(() => void snapstart.expire(), 6 * 60 * 60 * 1000);
@@ -120,6 +136,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     rapi,
     logs,
     codeDir: (sha) => code.dir(sha),
+    optDir,
     socketDir,
     region,
     logger,
@@ -152,7 +169,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   });
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
+    { registry, code, layers, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../util/log.js';
 import type { Registry } from '../control/registry.js';
 import type { CodeStore } from '../control/code-store.js';
+import type { LayerRegistry } from '../control/layers.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
@@ -14,6 +15,7 @@ import type { EventInvokeConfigs } from '../control/event-invoke-config.js';
 export interface ApiContext {
   readonly registry: Registry;
   readonly code: CodeStore;
+  readonly layers: LayerRegistry;
   readonly invoker: Invoker;
   readonly pool: Pool;
   readonly logs: LogStore;

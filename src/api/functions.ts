@@ -10,10 +10,11 @@ import { parseFunctionTarget } from '../control/destinations.js';
 import type { ApiContext, ApiRequest, ApiResponse, Route } from './context.js';
 import { route } from './context.js';
 import { intParam, parseJson } from './http.js';
+import { checkCombinedSize, checkFunctionLayers } from './function-layers.js';
 
 /** Direct-upload limit of a zipped package (Lambda: 50 MB), and of the request carrying it as base64. */
 export const MAX_ZIP_BYTES = 50 * 1024 * 1024;
-const MAX_CODE_REQUEST = 70_167_211;
+export const MAX_CODE_REQUEST = 70_167_211;
 
 const RESERVED_ENV = new Set([
   '_HANDLER', '_X_AMZN_TRACE_ID', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_EXECUTION_ENV', 'AWS_LAMBDA_FUNCTION_NAME',
@@ -70,7 +71,7 @@ function deadLetterTarget(ctx: ApiContext, name: string, arn: string | undefined
 }
 
 function configOut(ctx: ApiContext, v: VersionRecord): Record<string, unknown> {
-  return renderConfiguration(v, ctx.region);
+  return renderConfiguration(v, ctx.region, (arn) => ctx.layers.codeSize(arn));
 }
 
 async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
@@ -97,7 +98,9 @@ async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResp
     layers: input.Layers ?? [],
     ...(dlq === undefined ? {} : { deadLetterTarget: dlq }),
   };
+  const layers = ctx.layers.forFunction(config.layers);
   const code = await ctx.code.put(decodeZip(input.Code.ZipFile, input.Code.S3Bucket));
+  await checkCombinedSize(layers, ctx.code.dir(code.sha256));
   const r = ctx.registry.createFunction(input.FunctionName, config, code, input.Tags ?? {}, input.Publish === true);
   return { status: 201, json: configOut(ctx, r.published ?? r.latest) };
 }
@@ -142,6 +145,7 @@ async function updateCode(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   ctx.registry.mustVersion(t.name, '$LATEST');
   const zip = decodeZip(input.ZipFile, input.S3Bucket);
   const code = await ctx.code.put(zip);
+  await checkCombinedSize(ctx.layers.pinned(ctx.registry.mustVersion(t.name, '$LATEST').config.layers), ctx.code.dir(code.sha256));
   if (input.DryRun === true) {
     const cur = ctx.registry.mustVersion(t.name, '$LATEST');
     return { status: 200, json: configOut(ctx, { ...cur, codeSha256: code.sha256, codeSize: code.size }) };
@@ -150,10 +154,11 @@ async function updateCode(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   return { status: 200, json: configOut(ctx, r.published ?? r.latest) };
 }
 
-function updateConfiguration(ctx: ApiContext, req: ApiRequest): ApiResponse {
+async function updateConfiguration(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   const t = target(req);
   const input = parseInput(UpdateFunctionConfigurationInput, parseJson(req.body));
   checkRuntime(input.Runtime);
+  if (input.Layers !== undefined) await checkFunctionLayers(ctx, input.Layers, ctx.code.dir(ctx.registry.mustVersion(t.name, '$LATEST').codeSha256));
   const env = input.Environment === undefined ? undefined : checkEnv(input.Environment.Variables ?? {});
   const dlq = input.DeadLetterConfig === undefined ? undefined : deadLetterTarget(ctx, t.name, input.DeadLetterConfig.TargetArn);
   const v = ctx.registry.updateConfig(t.name, (c) => ({

@@ -6,13 +6,14 @@ import type { ApiContext, ApiRequest, Route } from './context.js';
 import { readBody, sendError, sendJson } from './http.js';
 import { functionRoutes } from './functions.js';
 import { aliasRoutes } from './aliases.js';
+import { layerRoutes } from './layers.js';
 import { invokeRoutes, unsignedRoutes } from './invoke.js';
 import { concurrencyRoutes } from './concurrency.js';
 import { eventInvokeConfigRoutes } from './event-invoke-config.js';
 import { URL_PREFIX, corsHeaders, urlConfigRoutes, urlEvent, urlNotFound, urlReply } from './urls.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
 
-const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes];
+const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes, ...layerRoutes];
 
 function match(routes: readonly Route[], method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
   let pathMatched = false;

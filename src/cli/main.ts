@@ -4,6 +4,7 @@ import { registerDeploy } from './deploy.js';
 import { describeError } from './errors.js';
 import { registerFunctions } from './functions.js';
 import { registerInvoke } from './invoke.js';
+import { registerLayers } from './layers.js';
 import { registerLogs } from './logs.js';
 import { registerServe } from './serve.js';
 import { registerSnapcheck } from './snapcheck.js';
@@ -21,6 +22,7 @@ registerInvoke(program);
 registerLogs(program);
 registerFunctions(program);
 registerAlias(program);
+registerLayers(program);
 registerSnapcheck(program);
 
 // `thaw logs ... | head` closes stdout early: that is not an error worth a stack trace.

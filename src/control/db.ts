@@ -113,6 +113,29 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   ALTER TABLE logs ADD COLUMN attempt INTEGER;
   `,
+  // Lambda layers. A deleted version keeps its row (deleted_at set): functions that use it keep working, and
+  // its number is never given out again (next_version lives on the layer).
+  `
+  CREATE TABLE layers (
+    name          TEXT PRIMARY KEY,
+    next_version  INTEGER NOT NULL DEFAULT 1,
+    created_at    INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE layer_versions (
+    layer_name    TEXT NOT NULL REFERENCES layers(name),
+    version       INTEGER NOT NULL,
+    description   TEXT NOT NULL DEFAULT '',
+    license_info  TEXT,
+    compatible_runtimes TEXT NOT NULL DEFAULT '[]',
+    compatible_architectures TEXT NOT NULL DEFAULT '[]',
+    code_sha256   TEXT NOT NULL,
+    code_size     INTEGER NOT NULL,
+    unzipped_size INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    deleted_at    INTEGER,
+    PRIMARY KEY (layer_name, version)
+  ) STRICT;
+  `,
 ];
 
 export function openDb(file: string): Db {

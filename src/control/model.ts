@@ -74,7 +74,8 @@ export const lambdaTime = (ms: number): string => new Date(ms).toISOString().rep
 
 export const hexToBase64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64');
 
-export function renderConfiguration(v: VersionRecord, region: string): Record<string, unknown> {
+/** `layerCodeSize` gives the archive size of a layer version named in Layers (unknown ones show 0). */
+export function renderConfiguration(v: VersionRecord, region: string, layerCodeSize: (arn: string) => number | undefined = () => undefined): Record<string, unknown> {
   const c = v.config;
   const out: Record<string, unknown> = {
     FunctionName: v.functionName,
@@ -104,7 +105,7 @@ export function renderConfiguration(v: VersionRecord, region: string): Record<st
   };
   if (Object.keys(c.env).length > 0) out.Environment = { Variables: { ...c.env } };
   if (c.deadLetterTarget !== undefined) out.DeadLetterConfig = { TargetArn: c.deadLetterTarget };
-  if (c.layers.length > 0) out.Layers = c.layers.map((arn) => ({ Arn: arn, CodeSize: 0 }));
+  if (c.layers.length > 0) out.Layers = c.layers.map((arn) => ({ Arn: arn, CodeSize: layerCodeSize(arn) ?? 0 }));
   if (v.stateReason !== null) out.StateReason = v.stateReason;
   if (v.stateReasonCode !== null) out.StateReasonCode = v.stateReasonCode;
   if (v.lastUpdateReason !== null) out.LastUpdateStatusReason = v.lastUpdateReason;

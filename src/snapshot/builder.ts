@@ -54,11 +54,15 @@ export interface SnapshotView {
   /** The function's code (the sandbox's /var/task). Restores must see the code at the same path. */
   readonly taskRoot?: string;
   readonly outDir?: string;
+  /** The function's layers (the sandbox's /opt). */
+  readonly optDir?: string;
 }
 
 export interface BuildSnapshotOptions {
   /** Host directory of the function's extracted code. */
   readonly codeDir: string;
+  /** Host directory of the function's layers, merged (what its environments mount at /opt), if it has any. */
+  readonly optDir?: string;
   /** _HANDLER */
   readonly handler: string;
   /** Host path of the runtime's Node binary. */
@@ -269,6 +273,7 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
     nodeMajor: nodeMajor(opts.runtimeId, ''),
     outFile: join(outDir, 'bundle.cjs'),
     taskRoot: view.taskRoot,
+    ...(opts.optDir === undefined ? {} : { optDir: opts.optDir, optRoot: opts.view?.optDir ?? opts.optDir }),
     minify: opts.minify ?? false,
     sourcemap: true,
     logger: log,

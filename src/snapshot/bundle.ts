@@ -37,6 +37,13 @@ export interface BundleOptions {
   readonly outFile: string;
   /** Where codeDir appears to the process that runs the bundle (default /var/task). */
   readonly taskRoot?: string;
+  /**
+   * Host directory of the function's layers (what the runtime sees at /opt), if it has any: bare imports also
+   * resolve from its Node paths (nodejs/nodeNN/node_modules, nodejs/node_modules), as NODE_PATH makes them.
+   */
+  readonly optDir?: string;
+  /** Where optDir appears to the process that runs the bundle (default /opt). */
+  readonly optRoot?: string;
   readonly minify?: boolean;
   /** Also write `${outFile}.map` (used to name the function's own file and line in build errors). */
   readonly sourcemap?: boolean;
@@ -110,6 +117,18 @@ function toTaskPath(codeDir: string, taskRoot: string, hostPath: string): string
   return posix.join(taskRoot, rel.split(sep).join('/'));
 }
 
+/** Host directories and where the runtime sees them: the code, and the layers when there are any. */
+interface Roots {
+  readonly code: { readonly host: string; readonly view: string };
+  readonly opt?: { readonly host: string; readonly view: string };
+}
+
+/** A host path as the runtime sees it (in the code or the layers); undefined for files elsewhere. */
+function viewPath(roots: Roots, hostPath: string): string | undefined {
+  return toTaskPath(roots.code.host, roots.code.view, hostPath)
+    ?? (roots.opt === undefined ? undefined : toTaskPath(roots.opt.host, roots.opt.view, hostPath));
+}
+
 /** Offset just after a file's hashbang, comments and directive prologue ('use strict'): where a statement may go. */
 export function afterPrologue(src: string): number {
   let i = src.charCodeAt(0) === 0xfeff ? 1 : 0;
@@ -165,12 +184,12 @@ export function rewriteLocation(src: string, taskFile: string): string | undefin
   return changed ? out : undefined;
 }
 
-function locationPlugin(codeDir: string, taskRoot: string): esbuild.Plugin {
+function locationPlugin(roots: Roots): esbuild.Plugin {
   return {
     name: 'thaw-location',
     setup(build) {
       build.onLoad({ filter: /\.(?:js|cjs|mjs)$/, namespace: 'file' }, async (args) => {
-        const taskFile = toTaskPath(codeDir, taskRoot, args.path);
+        const taskFile = viewPath(roots, args.path);
         if (taskFile === undefined) return undefined;
         const src = await readFile(args.path, 'utf8');
         const contents = rewriteLocation(src, taskFile);
@@ -180,13 +199,13 @@ function locationPlugin(codeDir: string, taskRoot: string): esbuild.Plugin {
   };
 }
 
-function nativeAddonPlugin(codeDir: string, taskRoot: string, found: Set<string>): esbuild.Plugin {
+function nativeAddonPlugin(roots: Roots, found: Set<string>): esbuild.Plugin {
   return {
     name: 'thaw-native-addons',
     setup(build) {
       build.onResolve({ filter: /\.node$/ }, (args) => {
         const abs = isAbsolute(args.path) ? args.path : resolve(args.resolveDir, args.path);
-        const path = toTaskPath(codeDir, taskRoot, abs) ?? args.path;
+        const path = viewPath(roots, abs) ?? args.path;
         found.add(path);
         return { path, external: true };
       });
@@ -231,6 +250,13 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
   const taskFile = toTaskPath(codeDir, taskRoot, entry) ?? entry;
   const addons = new Set<string>();
   let external = [HOOKS_MODULE];
+  const optDir = opts.optDir === undefined ? undefined : resolve(opts.optDir);
+  const roots: Roots = {
+    code: { host: codeDir, view: taskRoot },
+    ...(optDir === undefined ? {} : { opt: { host: optDir, view: opts.optRoot ?? '/opt' } }),
+  };
+  // The layer paths Lambda puts on NODE_PATH, in its order.
+  const nodePaths = optDir === undefined ? [] : [join(optDir, 'nodejs', `node${opts.nodeMajor}`, 'node_modules'), join(optDir, 'nodejs', 'node_modules')];
 
   let result: esbuild.BuildResult<{ write: false; metafile: true }> | undefined;
   for (let attempt = 0; result === undefined; attempt++) {
@@ -252,7 +278,8 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
         outfile: opts.outFile,
         logLevel: 'silent',
         external,
-        plugins: [nativeAddonPlugin(codeDir, taskRoot, addons), locationPlugin(codeDir, taskRoot)],
+        nodePaths,
+        plugins: [nativeAddonPlugin(roots, addons), locationPlugin(roots)],
       });
     } catch (err) {
       const errors = (err as esbuild.BuildFailure).errors;

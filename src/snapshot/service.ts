@@ -37,6 +37,8 @@ export class SnapStart {
     dataDir: string;
     region: string;
     logger: Logger;
+    /** Host directory of a version's layers (its /opt), when it has any. */
+    optDir?: (v: VersionRecord) => Promise<string | undefined>;
   }) {
     this.root = join(o.dataDir, 'snapshots');
   }
@@ -84,8 +86,10 @@ export class SnapStart {
       await mkdir(out, { recursive: true, mode: 0o700 });
       const sandboxed = this.o.driver.isolates;
       if (sandboxed) await chmod(out, 0o777);
+      const optDir = await this.o.optDir?.(v);
       const result = await buildSnapshot({
         codeDir: this.o.codeDir(v.codeSha256),
+        ...(optDir === undefined ? {} : { optDir }),
         handler: v.config.handler ?? '',
         nodeBinary: runtime.binary.path,
         runtimeId: runtime.id,
@@ -95,8 +99,8 @@ export class SnapStart {
         logger: log,
         ...(sandboxed
           ? {
-            spawn: this.sandboxSpawn(v, runtime, out),
-            view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot' },
+            spawn: this.sandboxSpawn(v, runtime, out, optDir),
+            view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot', optDir: '/opt' },
           }
           : { spawn: directSpawn }),
       });
@@ -129,10 +133,11 @@ export class SnapStart {
   }
 
   /** The build process runs in a sandbox like the function's own, with the output directory writable. */
-  private sandboxSpawn(v: VersionRecord, runtime: RuntimeDef, out: string): SnapshotSpawn {
+  private sandboxSpawn(v: VersionRecord, runtime: RuntimeDef, out: string, optDir: string | undefined): SnapshotSpawn {
     return async (req: SnapshotSpawnRequest) => {
       const mounts = [
         { host: this.o.codeDir(v.codeSha256), sandbox: '/var/task' },
+        ...(optDir === undefined ? [] : [{ host: optDir, sandbox: '/opt' }]),
         ...runtime.mounts.filter((m) => m.sandbox !== '/var/runtime'),
         { host: NODE_RUNTIME_DIR, sandbox: '/var/runtime' },
         { host: out, sandbox: '/var/snapshot', writable: true },

@@ -53,6 +53,8 @@ export interface EnvironmentOptions {
   readonly runtime: RuntimeDef;
   /** Host directory of the code (plain starts). */
   readonly codeDir?: string;
+  /** Host directory of the function's layers, mounted read-only at /opt (plain starts and restores). */
+  readonly optDir?: string;
   readonly driver: SandboxDriver;
   readonly rapi: RuntimeApiServer;
   readonly socketDir: string;
@@ -176,7 +178,7 @@ export class Environment implements EnvironmentPort {
     const c = version.config;
     const unix = o.driver.runtimeApiTransport === 'unix';
     await this.attach();
-    const mounts = [{ host: o.codeDir ?? '', sandbox: '/var/task' }, ...o.runtime.mounts];
+    const mounts = [{ host: o.codeDir ?? '', sandbox: '/var/task' }, ...(o.optDir === undefined ? [] : [{ host: o.optDir, sandbox: '/opt' }]), ...o.runtime.mounts];
     const env = this.functionEnv(version);
     // AWS_LAMBDA_EXEC_WRAPPER: Lambda runs the wrapper with the runtime's command line as its arguments. The
     // wrapper may start anything, so it also gets the Runtime API on TCP.
@@ -218,7 +220,12 @@ export class Environment implements EnvironmentPort {
     const { o } = this;
     await this.attach();
     await this.launch({
-      mounts: [{ host: join(cellDir, 'task'), sandbox: '/var/task' }, { host: join(cellDir, 'snapshot'), sandbox: '/var/snapshot' }, ...o.runtime.mounts],
+      mounts: [
+        { host: join(cellDir, 'task'), sandbox: '/var/task' },
+        { host: join(cellDir, 'opt'), sandbox: '/opt' },
+        { host: join(cellDir, 'snapshot'), sandbox: '/var/snapshot' },
+        ...o.runtime.mounts,
+      ],
       argv: [],
       env: {},
       limits: Environment.limitsFor(limits.memoryMb, limits.ephemeralMb),
@@ -253,13 +260,14 @@ export class Environment implements EnvironmentPort {
 
   /**
    * Start a stem cell: the runtime boots inside its sandbox with an empty /var/task (`stemDir`, on a shared
-   * mount) and waits to be specialised. Resolves once the runtime is waiting.
+   * mount) and waits to be specialised. Resolves once the runtime is waiting. `stemOptDir`, on the same shared
+   * mount, is its /opt: empty until the function's layers are mounted onto it.
    */
-  async startStem(stemDir: string, limits: { memoryMb: number; ephemeralMb: number }): Promise<void> {
+  async startStem(stemDir: string, limits: { memoryMb: number; ephemeralMb: number }, stemOptDir?: string): Promise<void> {
     const { o } = this;
     const unix = o.driver.runtimeApiTransport === 'unix';
     await this.attach();
-    const mounts = [{ host: stemDir, sandbox: '/var/task' }, ...o.runtime.mounts];
+    const mounts = [{ host: stemDir, sandbox: '/var/task' }, ...(stemOptDir === undefined ? [] : [{ host: stemOptDir, sandbox: '/opt' }]), ...o.runtime.mounts];
     const env: Record<string, string> = {
       ...o.runtime.env,
       AWS_LAMBDA_RUNTIME_API: unix ? '127.0.0.1:9001' : this.address,

@@ -11,19 +11,49 @@ const SYSCALLS: Partial<Record<string, { mount: number; umount2: number }>> = {
   x64: { mount: 165, umount2: 166 },
   arm64: { mount: 40, umount2: 39 },
 };
+/** open_tree, move_mount and mount_setattr: the same numbers on every architecture (Linux 5.2 / 5.12). */
+const NEW_MOUNT_API = { openTree: 428, moveMount: 429, mountSetattr: 442 };
 
+/**
+ * bind-ro makes the read-only bind in one step where the kernel can (a detached clone of the source, set
+ * read-only, then attached): copies of the mount propagated into waiting sandboxes are read-only too. The
+ * classic bind-then-remount is the fallback; its remount does not reach propagated copies.
+ */
 const SCRIPT = `
 use strict; $| = 1;
-my ($SYS_MOUNT, $SYS_UMOUNT2) = @ARGV;
+my ($SYS_MOUNT, $SYS_UMOUNT2, $SYS_OPEN_TREE, $SYS_MOVE_MOUNT, $SYS_MOUNT_SETATTR) = @ARGV;
 my ($MS_RDONLY, $MS_REMOUNT, $MS_BIND, $MNT_DETACH) = (1, 32, 4096, 2);
+my ($AT_FDCWD, $OPEN_TREE_CLONE, $O_CLOEXEC, $AT_EMPTY_PATH, $MOUNT_ATTR_RDONLY, $MOVE_MOUNT_F_EMPTY_PATH) = (-100, 1, 0x80000, 0x1000, 1, 4);
 my $none = "none";
+my $empty = "";
+my $new_api = 1;
+sub bind_ro {
+  my ($src, $dst) = @_;
+  if ($new_api) {
+    my $fd = syscall($SYS_OPEN_TREE, $AT_FDCWD, $src, $OPEN_TREE_CLONE | $O_CLOEXEC);
+    if ($fd >= 0) {
+      my $attr = pack('QQQQ', $MOUNT_ATTR_RDONLY, 0, 0, 0);
+      my $r = syscall($SYS_MOUNT_SETATTR, $fd, $empty, $AT_EMPTY_PATH, $attr, length $attr);
+      $r = syscall($SYS_MOVE_MOUNT, $fd, $empty, $AT_FDCWD, $dst, $MOVE_MOUNT_F_EMPTY_PATH) if $r == 0;
+      my $err = $! + 0;
+      POSIX::close($fd);
+      $! = $err;
+      return $r;
+    }
+    return -1 if $! + 0 != 38;
+    $new_api = 0;
+  }
+  my $r = syscall($SYS_MOUNT, $src, $dst, 0, $MS_BIND, 0);
+  $r = syscall($SYS_MOUNT, $none, $dst, 0, $MS_REMOUNT | $MS_BIND | $MS_RDONLY, 0) if $r == 0;
+  return $r;
+}
+use POSIX ();
 while (my $line = <STDIN>) {
   chomp $line;
   my ($id, $op, $src, $dst) = split /\\0/, $line, -1;
   my $r;
   if ($op eq 'bind-ro') {
-    $r = syscall($SYS_MOUNT, $src, $dst, 0, $MS_BIND, 0);
-    $r = syscall($SYS_MOUNT, $none, $dst, 0, $MS_REMOUNT | $MS_BIND | $MS_RDONLY, 0) if $r == 0;
+    $r = bind_ro($src, $dst);
   } elsif ($op eq 'umount') {
     $r = syscall($SYS_UMOUNT2, $src, $MNT_DETACH);
   } else { $r = -1; $! = 22; }
@@ -41,7 +71,8 @@ export class Mounter {
   private start(): ChildProcess {
     const calls = SYSCALLS[process.arch];
     if (calls === undefined) throw new Error(`no mount system call numbers for ${process.arch}`);
-    const p = spawn('perl', ['-e', SCRIPT, String(calls.mount), String(calls.umount2)], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: '/usr/bin:/bin' } });
+    const api = NEW_MOUNT_API;
+    const p = spawn('perl', ['-e', SCRIPT, String(calls.mount), String(calls.umount2), String(api.openTree), String(api.moveMount), String(api.mountSetattr)], { stdio: ['pipe', 'pipe', 'inherit'], env: { PATH: '/usr/bin:/bin' } });
     createInterface({ input: p.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       const [id, status, errno] = line.split(' ');
       const w = this.pending.get(Number(id));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
 import type { SandboxDriver } from '../sandbox/driver.js';
@@ -28,6 +29,8 @@ export interface PoolOptions {
   readonly initTimeoutMs?: number;
   /** Post-init code caches; none when absent. */
   readonly codeCaches?: CodeCacheStore;
+  /** Host directory to mount at /opt for a version with layers (merged in order). */
+  readonly optDir?: (version: VersionRecord) => Promise<string | undefined>;
   /** The SnapStart snapshot to restore a version from, if it has a usable one. */
   readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
   /** Where invocations, cold starts and their paths are counted. */
@@ -41,6 +44,13 @@ export interface PoolOutcome extends InvokeOutcome {
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.POSITIVE_INFINITY;
+
+/**
+ * What a code cache is valid for: the code, and the layers at /opt (V8 accepts a cache entry for any source of
+ * the same length, so a layer's module must never meet the cache made with another layer's).
+ */
+const codeIdentity = (codeSha256: string, optDir: string | undefined): string =>
+  optDir === undefined ? codeSha256 : `${codeSha256}-${createHash('sha256').update(optDir).digest('hex').slice(0, 16)}`;
 
 const keyOf = (v: VersionRecord): string => `${v.functionName}\u0000${v.version}\u0000${v.revisionId}`;
 
@@ -102,8 +112,10 @@ export class Pool {
     let codeCache: CodeCacheHandle | undefined;
     const codeDir = this.o.codeDir(version.codeSha256);
     let cell: Environment | undefined;
+    let optDir: string | undefined;
     try {
-      codeCache = this.codeCacheFor(version, runtime);
+      optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
+      codeCache = this.codeCacheFor(version, runtime, optDir);
       restore = await this.o.snapshots?.(version);
       const stemEligible = this.stems?.eligible(version, runtime) === true;
       // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
@@ -114,6 +126,7 @@ export class Pool {
       env = stem ?? cell ?? this.makeEnvironment(runtime, {
         version,
         codeDir,
+        ...(optDir === undefined ? {} : { optDir }),
         ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
       });
       this.all.add(env);
@@ -122,8 +135,8 @@ export class Pool {
     }
     const started = performance.now();
     try {
-      if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir), codeCache);
-      else if (cell !== undefined && restore !== undefined) await cell.restoreInCell(version, restore, (this.stems as StemCells).mountRestore(cell, codeDir, restore.dir));
+      if (stem !== undefined) await stem.specialise(version, (this.stems as StemCells).mountCode(stem, codeDir, optDir), codeCache);
+      else if (cell !== undefined && restore !== undefined) await cell.restoreInCell(version, restore, (this.stems as StemCells).mountRestore(cell, codeDir, restore.dir, optDir));
       else await env.start();
       const ms = performance.now() - started;
       if (restore !== undefined || stem !== undefined) this.measure(key, restore !== undefined ? 'restore' : 'stem', ms);
@@ -137,9 +150,9 @@ export class Pool {
     return this.run(env, key, input, true, opts.log);
   }
 
-  private codeCacheFor(version: VersionRecord, runtime: RuntimeDef): CodeCacheHandle | undefined {
+  private codeCacheFor(version: VersionRecord, runtime: RuntimeDef, optDir: string | undefined): CodeCacheHandle | undefined {
     return this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
+      ? this.o.codeCaches.handle(CodeCacheStore.key(codeIdentity(version.codeSha256, optDir), runtime.id, runtime.binary.version))
       : undefined;
   }
 
@@ -159,10 +172,12 @@ export class Pool {
     let env: Environment;
     try {
       const restore = await this.o.snapshots?.(version);
-      const codeCache = this.codeCacheFor(version, runtime);
+      const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
+      const codeCache = this.codeCacheFor(version, runtime, optDir);
       const made: Environment = this.makeEnvironment(runtime, {
         version,
         codeDir: this.o.codeDir(version.codeSha256),
+        ...(optDir === undefined ? {} : { optDir }),
         provisioned: true,
         onStopped: () => this.lost(made),
         ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
@@ -253,7 +268,7 @@ export class Pool {
     if (m[path].length > 9) m[path].shift();
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource; provisioned?: boolean }): Environment {
+  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; optDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource; provisioned?: boolean }): Environment {
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,

@@ -48,7 +48,8 @@ function nodeRuntime(id: string, major: 22 | 24): RuntimeDef | undefined {
     env: {
       PATH: LAMBDA_PATH,
       LD_LIBRARY_PATH: '/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib',
-      NODE_PATH: '/opt/nodejs/node24/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task',
+      // Lambda's: the layer paths (/opt) of this Node major first.
+      NODE_PATH: `/opt/nodejs/node${major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task`,
       AWS_EXECUTION_ENV: `AWS_Lambda_${id}`,
     },
     tcpRuntimeApi: false,
@@ -75,7 +76,8 @@ function pythonRuntime(): RuntimeDef | undefined {
     env: {
       PATH: LAMBDA_PATH,
       LD_LIBRARY_PATH: '/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib',
-      PYTHONPATH: '/var/runtime',
+      // Layers first, as on Lambda: sys.path is /var/task (set by the bootstrap), then these.
+      PYTHONPATH: `/opt/python/lib/python${major}.${minor}/site-packages:/opt/python:/var/runtime`,
       AWS_EXECUTION_ENV: `AWS_Lambda_${id}`,
       LANG: 'en_US.UTF-8',
     },

@@ -24,6 +24,9 @@ const REFILL_DELAY_MS = 50;
 
 const waitingState = (kind: CellKind): 'stem' | 'cell' => (kind === 'stem' ? 'stem' : 'cell');
 
+/** A cell's mount points on the shared mount: /var/task, /opt and, for a restore cell, /var/snapshot. */
+const subdirs = (kind: CellKind): readonly string[] => (kind === 'stem' ? ['task', 'opt'] : ['task', 'opt', 'snapshot']);
+
 /** A stem cell boots with these limits; specialisation applies the function's own. */
 export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
 
@@ -34,13 +37,14 @@ export const STEM_LIMITS = { memoryMb: 128, ephemeralMb: 512 } as const;
 export type CellKind = 'stem' | 'restore';
 
 /**
- * Stem cells: generic runtimes already started inside their sandbox, each waiting with an empty /var/task.
- * The empty directory lives on a tmpfs that Thaw mounts once with shared propagation, so a read-only bind
- * mount of a function's code made onto it on the host appears inside the waiting sandbox. Specialising a
- * stem then costs one mount, a cgroup write and the function's own Init: no process or runtime boot.
+ * Stem cells: generic runtimes already started inside their sandbox, each waiting with an empty /var/task and
+ * /opt. The empty directories live on a tmpfs that Thaw mounts once with shared propagation, so read-only bind
+ * mounts of a function's code and layers made onto them on the host appear inside the waiting sandbox.
+ * Specialising a stem then costs a mount or two, a cgroup write and the function's own Init: no process or
+ * runtime boot.
  *
- * Restore cells are the same idea for SnapStart: sandboxes built ahead of demand with empty /var/task and
- * /var/snapshot on that tmpfs; a restore mounts the code and the snapshot into one and starts the restored
+ * Restore cells are the same idea for SnapStart: sandboxes built ahead of demand with empty /var/task, /opt
+ * and /var/snapshot on that tmpfs; a restore mounts the code, layers and snapshot into one and starts the restored
  * process in it, so the sandbox start (bwrap, its init, joining the cgroup) is off the cold-start path.
  *
  * The pool keeps, per kind and runtime in use, a number of ready cells that follows the recent cold-start rate,
@@ -135,16 +139,20 @@ export class StemCells {
     return env;
   }
 
-  /** The mount that makes `codeDir` the stem's /var/task, read-only. */
-  mountCode(env: Environment, codeDir: string): () => Promise<void> {
-    return () => this.mounter.bindReadOnly(codeDir, join(this.root, env.id));
+  /** The mounts that make `codeDir` the stem's /var/task and `optDir` (its layers, if any) its /opt, read-only. */
+  mountCode(env: Environment, codeDir: string, optDir?: string): () => Promise<void> {
+    return this.mountAll(env, { task: codeDir, ...(optDir === undefined ? {} : { opt: optDir }) });
   }
 
-  /** The mounts that make `codeDir` a restore cell's /var/task and `snapshotDir` its /var/snapshot, read-only. */
-  mountRestore(env: Environment, codeDir: string, snapshotDir: string): () => Promise<void> {
+  /** The same for a restore cell, and `snapshotDir` as its /var/snapshot. */
+  mountRestore(env: Environment, codeDir: string, snapshotDir: string, optDir?: string): () => Promise<void> {
+    return this.mountAll(env, { task: codeDir, snapshot: snapshotDir, ...(optDir === undefined ? {} : { opt: optDir }) });
+  }
+
+  private mountAll(env: Environment, sources: Partial<Record<'task' | 'opt' | 'snapshot', string>>): () => Promise<void> {
     const dir = join(this.root, env.id);
     return async () => {
-      await Promise.all([this.mounter.bindReadOnly(codeDir, join(dir, 'task')), this.mounter.bindReadOnly(snapshotDir, join(dir, 'snapshot'))]);
+      await Promise.all(Object.entries(sources).map(([sub, host]) => this.mounter.bindReadOnly(host, join(dir, sub))));
     };
   }
 
@@ -183,12 +191,9 @@ export class StemCells {
       env = this.make(runtime, () => void this.release(kind, dir));
       dir = join(this.root, env.id);
       await mkdir(dir, { mode: 0o755 });
-      if (kind === 'stem') {
-        await env.startStem(dir, STEM_LIMITS);
-      } else {
-        await Promise.all([mkdir(join(dir, 'task'), { mode: 0o755 }), mkdir(join(dir, 'snapshot'), { mode: 0o755 })]);
-        await env.startCell(dir, STEM_LIMITS);
-      }
+      await Promise.all(subdirs(kind).map((sub) => mkdir(join(dir, sub), { mode: 0o755 })));
+      if (kind === 'stem') await env.startStem(join(dir, 'task'), STEM_LIMITS, join(dir, 'opt'));
+      else await env.startCell(dir, STEM_LIMITS);
       if (this.closed) {
         await env.stop();
         return;
@@ -207,11 +212,11 @@ export class StemCells {
   /** After an environment that began as a cell stops: unmount what was mounted into it and remove its directories. */
   private async release(kind: CellKind, dir: string): Promise<void> {
     if (dir === '') return;
-    // rmdir, never a recursive delete: if an unmount failed, what is below may be a function's code.
-    const sub = kind === 'stem' ? [dir] : [join(dir, 'task'), join(dir, 'snapshot')];
-    for (const d of sub) {
-      await this.mounter.unmount(d).catch(() => undefined);
-      if (d !== dir) await rmdir(d).catch(() => undefined);
+    // rmdir, never a recursive delete: if an unmount failed, what is below may be a function's code. A
+    // directory nothing was mounted on (no layers, a cell that never restored) fails to unmount: fine.
+    for (const sub of subdirs(kind)) {
+      await this.mounter.unmount(join(dir, sub)).catch(() => undefined);
+      await rmdir(join(dir, sub)).catch(() => undefined);
     }
     await rmdir(dir).catch(() => undefined);
   }

@@ -97,6 +97,9 @@ exports.handler = async () => ({
   sum: table.reduce((a, b) => a + b, 0), cwd: process.cwd(), files: fs.readdirSync('.').sort(),
   data: fs.readFileSync('/var/task/data.txt', 'utf8'), type: process.env.AWS_LAMBDA_INITIALIZATION_TYPE,
   mine: process.env.MINE, random: Math.random(),
+  // The last mount on a path is the one in effect (under it: the cell's empty directory).
+  mounts: Object.entries(Object.fromEntries(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\\n').map((l) => l.split(' '))
+    .filter((f) => f[4] === '/var/task' || f[4] === '/var/snapshot').map((f) => [f[4], f[5].split(',')[0]]))).map(([m, o]) => m + ' ' + o).sort(),
 });`;
 
 test('cold starts restore into pre-built sandboxes (restore cells): code, variables and Init state as on a plain restore', async () => {
@@ -131,6 +134,7 @@ test('cold starts restore into pre-built sandboxes (restore cells): code, variab
   assert.equal(cell.data, 'from the package');
   assert.equal(cell.type, 'snap-start');
   assert.equal(cell.mine, 'yes');
+  assert.deepEqual(cell.mounts, ['/var/snapshot ro', '/var/task ro'], 'code and snapshot are read-only in the cell');
   assert.equal(randoms.size, seen.length, 'every restored environment has its own randomness');
   // The path taken shows in the metrics as well as in the log.
   const url = new URL('/thaw/v1/metrics', thaw.url);

@@ -53,7 +53,8 @@ test('a stem cell becomes the function: code at /var/task, its variables, its me
           exports.handler = async (e, ctx) => {
             let held = null;
             if (e.allocate) { held = Buffer.alloc(e.allocate * 1024 * 1024, 1); }
-            return { cwd: process.cwd(), files: require('fs').readdirSync('/var/task').sort(), colour: process.env.COLOUR,
+            const task = require('fs').readFileSync('/proc/self/mountinfo', 'utf8').split('\\n').filter((l) => l.split(' ')[4] === '/var/task').pop();
+            return { task: task === undefined ? 'none' : task.split(' ')[5].split(',')[0], cwd: process.cwd(), files: require('fs').readdirSync('/var/task').sort(), colour: process.env.COLOUR,
               handler: process.env._HANDLER, name: ctx.functionName, mem: ctx.memoryLimitInMB, helper: helper(), held: held ? held.length : 0 };
           };`,
         'app/helper.js': 'module.exports = () => "helped";',
@@ -62,7 +63,7 @@ test('a stem cell becomes the function: code at /var/task, its variables, its me
   }));
   const r = await coldFromStem('stemmed');
   assert.equal(r.FunctionError, undefined, JSON.stringify(decode(r.Payload)));
-  assert.deepEqual(decode(r.Payload), { cwd: '/var/task', files: ['app'], colour: 'teal', handler: 'app/main.handler', name: 'stemmed', mem: '512', helper: 'helped', held: 0 });
+  assert.deepEqual(decode(r.Payload), { task: 'ro', cwd: '/var/task', files: ['app'], colour: 'teal', handler: 'app/main.handler', name: 'stemmed', mem: '512', helper: 'helped', held: 0 });
   // The stem booted with a small limit; the function's 512 MB applies once specialised.
   const big = await client.send(new InvokeCommand({ FunctionName: 'stemmed', Payload: Buffer.from('{"allocate":300}') }));
   assert.equal(big.FunctionError, undefined, JSON.stringify(decode(big.Payload)));
