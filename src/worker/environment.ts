@@ -353,7 +353,8 @@ export class Environment implements EnvironmentPort {
     });
   }
 
-  private takeInitLog(): LogEntry[] {
+  /** Lines written during Init, not yet part of any invocation's log. */
+  takeInitLog(): LogEntry[] {
     const l = this.initLog;
     this.initLog = [];
     return l;
