@@ -336,7 +336,7 @@ export class Pool {
       await env.start();
     } catch (e) {
       this.all.delete(env);
-      this.o.logger.warn({ fn: version.functionName, version: version.version, err: e instanceof Error ? e.message : String(e) }, 'pre-warm failed');
+      if (!this.closed) this.o.logger.warn({ fn: version.functionName, version: version.version, err: e instanceof Error ? e.message : String(e) }, 'pre-warm failed');
       return;
     }
     // Init happened outside any invocation: its lines go to the function's log now, and the first invocation is warm.
