@@ -14,6 +14,7 @@ import { LogStore } from './logs/store.js';
 import { Pool } from './worker/pool.js';
 import { Metrics } from './util/metrics.js';
 import { CodeCacheStore } from './worker/code-cache.js';
+import { keepAlivePolicy, type HistogramPolicyOptions, type KeepAlivePolicyName } from './worker/keepalive.js';
 import { SnapStart } from './snapshot/service.js';
 import { Invoker } from './router/invoker.js';
 import { Concurrency, defaultAccountConcurrency } from './router/concurrency.js';
@@ -36,6 +37,15 @@ export interface ThawOptions {
   readonly credentials?: Credentials;
   readonly driver?: 'namespaces' | 'process';
   readonly keepAliveMs?: number;
+  /**
+   * `histogram` (default): keep-alive and pre-warm from each version's own idle times, keepAliveMs while it has
+   * too few; `fixed`: every idle environment is kept keepAliveMs.
+   */
+  readonly keepAlivePolicy?: KeepAlivePolicyName;
+  /** Histogram parameters (bin width, range, thresholds); the paper's values by default. */
+  readonly keepAliveHistogram?: HistogramPolicyOptions;
+  /** A pre-warm starts this long before the invocation it expects. */
+  readonly prewarmLeadMs?: number;
   readonly maxEnvironments?: number;
   readonly maxMemoryBytes?: number;
   readonly region?: string;
@@ -141,6 +151,8 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     region,
     logger,
     keepAliveMs: o.keepAliveMs ?? 5 * 60 * 1000,
+    keepAlivePolicy: keepAlivePolicy(o.keepAlivePolicy ?? 'histogram', o.keepAliveMs ?? 5 * 60 * 1000, o.keepAliveHistogram),
+    ...(o.prewarmLeadMs === undefined ? {} : { prewarmLeadMs: o.prewarmLeadMs }),
     maxEnvironments,
     maxMemoryBytes: memory,
     ...(o.capacityWaitMs === undefined ? {} : { capacityWaitMs: o.capacityWaitMs }),

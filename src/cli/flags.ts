@@ -44,3 +44,13 @@ export function sinceOption(now: () => number = Date.now) {
 export function functionNameFrom(base: string): string {
   return base.replace(/\.zip$/i, '').replace(/[^a-zA-Z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
 }
+
+/** A duration in whole seconds: `300`, `90s`, `10m`, `2h`, `1d`; from min to max seconds. */
+export function durationOption(min: number, max: number) {
+  return (v: string): number => {
+    const m = /^([0-9]+)([smhd]?)$/.exec(v.trim());
+    const n = m === null ? NaN : (Number(m[1]) * (UNITS_MS[m[2] === '' ? 's' : (m[2] as string)] as number)) / 1000;
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`use seconds or a duration such as 90s, 10m, 2h (${min} s to ${max} s)`);
+    return n;
+  };
+}

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { intOption } from './flags.js';
+import { durationOption, intOption } from './flags.js';
 
 export function registerServe(program: Command): void {
   program
@@ -9,16 +9,20 @@ export function registerServe(program: Command): void {
     .requiredOption('--data <dir>', 'data directory (SQLite state, code, credentials)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--driver <name>', 'sandbox driver: namespaces or process (default: namespaces when available)')
-    .option('--keep-alive <seconds>', 'how long idle environments are kept', intOption(1, 86400))
+    .option('--keep-alive <duration>', 'how long idle environments are kept: seconds, or 90s, 10m, 2h (the histogram policy\'s fallback)', durationOption(1, 86400))
+    .option('--keep-alive-policy <policy>', 'histogram (from each version\'s idle times, with pre-warming) or fixed', 'histogram')
     .option('--max-environments <n>', 'cap on execution environments on this machine', intOption(1, 100000))
     .option('--account-concurrency <n>', 'account concurrency limit: invocations in flight at once (default: sized to CPUs and memory)', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
     .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
+      }
+      if (o.keepAlivePolicy !== 'histogram' && o.keepAlivePolicy !== 'fixed') {
+        throw new InvalidArgumentError(`unknown keep-alive policy ${o.keepAlivePolicy}: use histogram or fixed`);
       }
       // Loaded here so that client commands do not pay for the server's modules (SQLite, sandboxes, pino).
       const [{ startThaw }, { createLogger }] = await Promise.all([import('../app.js'), import('../util/log.js')]);
@@ -30,6 +34,7 @@ export function registerServe(program: Command): void {
         logger,
         ...(o.driver === undefined ? {} : { driver: o.driver }),
         ...(o.keepAlive === undefined ? {} : { keepAliveMs: o.keepAlive * 1000 }),
+        keepAlivePolicy: o.keepAlivePolicy,
         ...(o.maxEnvironments === undefined ? {} : { maxEnvironments: o.maxEnvironments }),
         ...(o.accountConcurrency === undefined ? {} : { accountConcurrency: o.accountConcurrency }),
         stemCells: o.stemCells,

@@ -11,6 +11,8 @@ import { runtimeTable, type RuntimeDef } from './runtimes.js';
 import { StemCells } from './stems.js';
 import type { Metrics } from '../util/metrics.js';
 import { CodeCacheStore, type CodeCacheHandle } from './code-cache.js';
+import { FixedKeepAlive, type KeepAlivePolicy } from './keepalive.js';
+import { KeepAliveSchedule } from './keepalive-schedule.js';
 
 export interface PoolOptions {
   readonly driver: SandboxDriver;
@@ -21,8 +23,12 @@ export interface PoolOptions {
   readonly socketDir: string;
   readonly region: string;
   readonly logger: Logger;
-  /** How long an idle environment is kept. */
+  /** How long an idle environment is kept (the keep-alive policy's fallback). */
   readonly keepAliveMs: number;
+  /** Keep-alive and pre-warm per version; a fixed keep-alive of keepAliveMs when absent. */
+  readonly keepAlivePolicy?: KeepAlivePolicy;
+  /** A pre-warm starts this long before the invocation it expects (default 2 s). */
+  readonly prewarmLeadMs?: number;
   /** Cap on environments (all states) and on the sum of their memory sizes. */
   readonly maxEnvironments: number;
   readonly maxMemoryBytes: number;
@@ -80,9 +86,16 @@ export class Pool {
   /** Provisioned environments (told when lost), and the idle ones per version key: leased before any other. */
   private readonly provisioned = new Map<Environment, () => void>();
   private readonly provisionedIdle = new Map<string, Environment[]>();
+  private readonly keepAlive: KeepAliveSchedule;
 
   constructor(private readonly o: PoolOptions) {
-    this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(o.keepAliveMs / 4))));
+    this.keepAlive = new KeepAliveSchedule({
+      policy: o.keepAlivePolicy ?? new FixedKeepAlive(o.keepAliveMs),
+      fallbackKeepAliveMs: o.keepAliveMs,
+      leadMs: o.prewarmLeadMs ?? 2000,
+      prewarm: (version, readyAtMs, keepAliveMs) => void this.prewarm(version, readyAtMs, keepAliveMs),
+    });
+    this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(250, Math.floor(this.keepAlive.reapIntervalMs / 4))));
     this.reaper.unref();
   }
 
@@ -97,6 +110,7 @@ export class Pool {
   async invoke(version: VersionRecord, input: InvokeInput, opts: { log: boolean } = { log: true }): Promise<PoolOutcome> {
     if (this.closed) throw new ThawError('ServiceUnavailable', 'The worker is shutting down.');
     const key = keyOf(version);
+    this.keepAlive.arrived(key);
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
     // Warm first (provisioned environments before the others); on a full worker, wait a little for room.
@@ -375,6 +389,13 @@ export class Pool {
         waiter(env);
         return;
       }
+      if (!this.provisioned.has(env) && this.keepAlive.idle(env, key) === 'unload') {
+        // The policy expects no invocation for a while: stop now, a pre-warm is scheduled before the next one.
+        this.all.delete(env);
+        void env.stop();
+        this.signalCapacity();
+        return;
+      }
       const target = this.provisioned.has(env) ? this.provisionedIdle : this.idle;
       let list = target.get(key);
       if (list === undefined) target.set(key, (list = []));
@@ -472,9 +493,12 @@ export class Pool {
     for (const w of waiters) w();
   }
 
+  /** The environment to evict for room: a pre-warmed one that has not served yet, else the least recently used. */
   private oldestIdle(): Environment | undefined {
     let best: Environment | undefined;
     for (const list of this.idle.values()) {
+      const unused = list.find((e) => this.keepAlive.isUnused(e));
+      if (unused !== undefined) return unused;
       const e = list[0];
       if (e !== undefined && (best === undefined || e.lastUsed < best.lastUsed)) best = e;
     }
@@ -494,15 +518,69 @@ export class Pool {
     await env.stop();
   }
 
+  /** Stop idle environments whose keep-alive window (from the policy, per version) has ended. */
   private reap(): void {
-    const cutoff = Date.now() - this.o.keepAliveMs;
+    const now = Date.now();
     for (const list of this.idle.values()) {
-      for (const e of [...list]) if (e.lastUsed < cutoff) void this.evict(e);
+      for (const e of [...list]) if (now >= this.keepAlive.deadline(e)) void this.evict(e);
     }
   }
 
+  /**
+   * Start an environment of a version ahead of the invocation the keep-alive policy expects, so that it is
+   * served warm. It runs off the request path, so it leaves stem cells to on-demand cold starts; it is skipped
+   * when the version already has an idle environment or the worker is full (it never evicts for a guess).
+   */
+  private async prewarm(version: VersionRecord, readyAtMs: number, keepAliveMs: number): Promise<void> {
+    const key = keyOf(version);
+    const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
+    if (runtime === undefined) return;
+    const restore = await this.o.snapshots?.(version);
+    const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
+    const memory = version.config.memoryMb * 1024 * 1024;
+    if (this.closed || this.retired.has(key) || (this.idle.get(key)?.length ?? 0) > 0) return;
+    const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0) + this.placing.bytes;
+    if (this.all.size + this.placing.count >= this.o.maxEnvironments || used + memory > this.o.maxMemoryBytes) return;
+    const codeCache = this.codeCacheFor(version, runtime, optDir);
+    const env = this.makeEnvironment(runtime, {
+      version,
+      codeDir: this.o.codeDir(version.codeSha256),
+      ...(optDir === undefined ? {} : { optDir }),
+      ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
+    });
+    this.all.add(env);
+    try {
+      await env.start();
+    } catch (e) {
+      this.all.delete(env);
+      this.signalCapacity();
+      if (!this.closed) this.o.logger.warn({ fn: version.functionName, version: version.version, err: e instanceof Error ? e.message : String(e) }, 'pre-warm failed');
+      return;
+    }
+    // Init happened outside any invocation: its lines go to the function's log now, and the first invocation is warm.
+    env.flushInitLog();
+    if (this.closed || this.retired.has(key)) {
+      this.all.delete(env);
+      this.signalCapacity();
+      await env.stop();
+      return;
+    }
+    this.keepAlive.prewarmed(env, readyAtMs, keepAliveMs);
+    const waiter = this.waiters.get(key)?.shift();
+    if (waiter !== undefined) {
+      waiter(env);
+      return;
+    }
+    let list = this.idle.get(key);
+    if (list === undefined) this.idle.set(key, (list = []));
+    list.push(env);
+    this.signalCapacity();
+  }
+
+
   /** Stop the idle environments of a function (one version, or all); busy ones stop when they finish. */
   async drain(functionName: string, version?: string): Promise<number> {
+    this.keepAlive.cancel(functionName, version);
     const victims: Environment[] = [];
     for (const [key, list] of this.idle) {
       const [fn, v] = key.split('\u0000');
@@ -533,6 +611,7 @@ export class Pool {
     this.closed = true;
     clearInterval(this.reaper);
     this.signalCapacity();
+    this.keepAlive.close();
     await this.stems?.close();
     this.idle.clear();
     this.provisionedIdle.clear();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { InvalidArgumentError } from 'commander';
 import { connection } from '../../src/cli/client.js';
 import { ApiError, CliError, describeError, networkCode } from '../../src/cli/errors.js';
-import { functionNameFrom, keyValue, sinceOption, versionWeight } from '../../src/cli/flags.js';
+import { durationOption, functionNameFrom, keyValue, sinceOption, versionWeight } from '../../src/cli/flags.js';
 import { formatBytes, table } from '../../src/cli/output.js';
 
 void test('--since takes durations back from now and ISO times', () => {
@@ -62,4 +62,14 @@ void test('tables and sizes', () => {
   assert.equal(formatBytes(512), '512 B');
   assert.equal(formatBytes(1536), '1.5 KiB');
   assert.equal(formatBytes(20 * 1024 * 1024), '20.0 MiB');
+});
+
+void test('--keep-alive takes seconds or a duration', () => {
+  const d = durationOption(1, 86400);
+  assert.equal(d('300'), 300);
+  assert.equal(d('90s'), 90);
+  assert.equal(d('10m'), 600);
+  assert.equal(d('2h'), 7200);
+  assert.equal(d('1d'), 86400);
+  for (const bad of ['', '0', '2d', '1.5m', '-5', 'five', '10y']) assert.throws(() => d(bad), InvalidArgumentError, bad);
 });
