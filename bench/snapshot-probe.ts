@@ -78,8 +78,9 @@ async function main(): Promise<void> {
     rows.push([fixture, 'plain start', '', '', median(plain.next).toFixed(1), median(plain.response).toFixed(1)]);
 
     for (const v of [
-      { name: 'snapshot', minify: false, codeCache: true },
+      { name: 'snapshot', minify: false as boolean | 'whitespace', codeCache: true },
       { name: 'snapshot, minified', minify: true, codeCache: true },
+      { name: 'snapshot, whitespace-minified', minify: 'whitespace' as const, codeCache: true },
       { name: 'snapshot, no code cache', minify: false, codeCache: false },
       { name: 'snapshot, minified, no code cache', minify: true, codeCache: false },
     ]) {

@@ -80,8 +80,8 @@ export interface BuildSnapshotOptions {
   readonly view?: SnapshotView;
   /** Node/V8 options for build and restore alike (default none). */
   readonly flags?: readonly string[];
-  /** Minify the bundle (smaller blob, slower build, stack traces with mangled names; default false). */
-  readonly minify?: boolean;
+  /** Minify the bundle: true (identifiers too: names in stack traces change), 'whitespace', or false (default). */
+  readonly minify?: boolean | 'whitespace';
   /**
    * Keep V8's compiled bytecode of the functions Init ran in the snapshot (Node's default, true). Without it
    * the blob is smaller and the build faster, and functions compile again on first use after restore.
@@ -383,7 +383,7 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
     runtimeId: opts.runtimeId,
     handler: opts.handler,
     taskRoot: view.taskRoot,
-    bundle: { sha256: bundle.sha256, sizeBytes: bundle.sizeBytes, minified: opts.minify ?? false, inputs: bundle.inputs },
+    bundle: { sha256: bundle.sha256, sizeBytes: bundle.sizeBytes, minified: (opts.minify ?? false) !== false, inputs: bundle.inputs },
     codeCache: opts.codeCache !== false,
     createdAt: new Date().toISOString(),
     buildMs: Math.round(buildMs),

@@ -44,7 +44,11 @@ export interface BundleOptions {
   readonly optDir?: string;
   /** Where optDir appears to the process that runs the bundle (default /opt). */
   readonly optRoot?: string;
-  readonly minify?: boolean;
+  /**
+   * true: everything, identifiers included; 'whitespace': whitespace and syntax only, so every name in a stack
+   * trace stays the source's; false (default): nothing.
+   */
+  readonly minify?: boolean | 'whitespace';
   /** Also write `${outFile}.map` (used to name the function's own file and line in build errors). */
   readonly sourcemap?: boolean;
   readonly logger?: Logger;
@@ -269,8 +273,8 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
         format: 'cjs',
         target: `node${opts.nodeMajor}`,
         keepNames: true,
-        minify: opts.minify ?? false,
-        legalComments: opts.minify === true ? 'none' : 'inline',
+        ...(opts.minify === 'whitespace' ? { minifyWhitespace: true, minifySyntax: true } : { minify: opts.minify ?? false }),
+        legalComments: opts.minify === undefined || opts.minify === false ? 'inline' : 'none',
         charset: 'utf8',
         sourcemap: opts.sourcemap === true ? 'external' : false,
         write: false,
