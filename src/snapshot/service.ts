@@ -96,6 +96,8 @@ export class SnapStart {
         env: lambdaEnvironment(v, runtime, this.o.region, { AWS_LAMBDA_LOG_STREAM_NAME: 'snapstart-build' }),
         outDir: out,
         timeoutMs: BUILD_TIMEOUT_MS,
+        // A smaller heap restores faster (extreme: 9% in bench/snapshot-probe.ts); names in stack traces stay.
+        minify: 'whitespace',
         logger: log,
         ...(sandboxed
           ? {
