@@ -18,6 +18,8 @@ import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
 import { DEFAULT_REGION } from './control/arn.js';
 import type { Credentials } from './api/sigv4.js';
+import { openStore, parseOrigin, resetRuntimeDir, runtimeDirFor } from './store/open.js';
+import { AccessTraces } from './store/traces.js';
 
 export interface ThawOptions {
   readonly port: number;
@@ -38,6 +40,10 @@ export interface ThawOptions {
   readonly stemCells?: boolean;
   /** Produce and use post-init code caches for Node functions. Default true. */
   readonly codeCache?: boolean;
+  /** Chunk origin: a directory (default DATA/store) or s3://bucket/prefix. */
+  readonly storeOrigin?: string;
+  /** Endpoint of an S3-compatible service for an s3:// origin. */
+  readonly storeEndpoint?: string;
 }
 
 export interface Thaw {
@@ -83,23 +89,48 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const db = openDb(join(dataDir, 'thaw.db'));
   const region = o.region ?? DEFAULT_REGION;
   const registry = new Registry(db);
-  const code = new CodeStore(db, dataDir);
-  await code.collect(registry.referencedCode());
+  // Decrypted code and snapshots for execution live only here, outside the data directory.
+  const runtimeDir = runtimeDirFor(dataDir);
+  resetRuntimeDir(runtimeDir);
+  const store = openStore({
+    dataDir,
+    db,
+    logger,
+    ...(o.storeOrigin === undefined ? {} : { origin: parseOrigin(o.storeOrigin, o.storeEndpoint) }),
+  });
+  const traces = new AccessTraces(store, { logger });
+  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha));
+  await code.importLegacy();
+  const referenced = registry.referencedCode();
+  await code.collect(referenced);
+  const codeCaches = o.codeCache ?? true ? new CodeCacheStore(store, logger, undefined, (key) => traces.forCodeCache(key)) : undefined;
+  await codeCaches?.importLegacy(dataDir);
+  codeCaches?.collect(referenced);
   const logs = new LogStore(db, o.logCapBytes);
   const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);
-  const snapstart = new SnapStart({ registry, codeDir: (sha) => code.dir(sha), driver, dataDir, region, logger });
+  const snapstart = new SnapStart({
+    registry, codeDir: (sha) => code.materialise(sha), driver, dataDir, region, logger, store, runtimeDir,
+    readOptions: (v) => traces.forSnapshot(v.functionName, v.version),
+  });
   registry.on('published', (v) => snapstart.optimise(v));
   await snapstart.resume(registry.pendingVersions());
-  const expiry = setInterval(() => void snapstart.expire(), 6 * 60 * 60 * 1000);
+  const housekeeping = async (): Promise<void> => {
+    await snapstart.expire();
+    const r = await store.collect();
+    if (r.removed > 0) logger.info({ chunks: r.removed, bytes: r.removedBytes }, 'unreferenced chunks removed');
+  };
+  await housekeeping();
+  const expiry = setInterval(() => void housekeeping().catch((err: unknown) => logger.warn({ err }, 'store housekeeping failed')), 6 * 60 * 60 * 1000);
   expiry.unref();
   const pool = new Pool({
     driver,
     rapi,
     logs,
-    codeDir: (sha) => code.dir(sha),
+    codeDir: (sha) => code.materialise(sha),
+    beforeColdStart: (v) => traces.begin({ key: `${v.functionName}:${v.version}:${v.codeSha256}`, functionName: v.functionName, version: v.version, codeSha256: v.codeSha256 }),
     socketDir,
     region,
     logger,
@@ -107,7 +138,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxEnvironments: o.maxEnvironments ?? Math.max(16, cpus().length * 32),
     maxMemoryBytes: memory,
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
-    ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
+    ...(codeCaches === undefined ? {} : { codeCaches }),
     snapshots: (v) => snapstart.restorable(v),
   });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
@@ -115,7 +146,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const invoker = new Invoker(registry, pool, region, logger);
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) } },
+    { registry, code, store, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency: o.maxEnvironments ?? Math.max(16, cpus().length * 32) } },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {
@@ -140,6 +171,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
       await rapi.close();
       db.close();
       rmSync(socketDir, { recursive: true, force: true });
+      rmSync(runtimeDir, { recursive: true, force: true });
     })()),
   };
 }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from '../util/log.js';
 import type { Registry } from '../control/registry.js';
 import type { CodeStore } from '../control/code-store.js';
+import type { Store } from '../store/store.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
@@ -10,6 +11,8 @@ import type { LogStore } from '../logs/store.js';
 export interface ApiContext {
   readonly registry: Registry;
   readonly code: CodeStore;
+  /** The chunk store (for its statistics). */
+  readonly store?: Store;
   readonly invoker: Invoker;
   readonly pool: Pool;
   readonly logs: LogStore;

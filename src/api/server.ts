@@ -9,8 +9,9 @@ import { aliasRoutes } from './aliases.js';
 import { invokeRoutes, unsignedRoutes } from './invoke.js';
 import { URL_PREFIX, corsHeaders, urlConfigRoutes, urlEvent, urlNotFound, urlReply } from './urls.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
+import { storeRoutes } from './store.js';
 
-const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes];
+const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...storeRoutes];
 
 function match(routes: readonly Route[], method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
   let pathMatched = false;

@@ -7,6 +7,7 @@ import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import { registerServe } from './serve.js';
 import { registerSnapcheck } from './snapcheck.js';
+import { registerStore } from './store.js';
 
 const program = new Command();
 program
@@ -22,6 +23,7 @@ registerLogs(program);
 registerFunctions(program);
 registerAlias(program);
 registerSnapcheck(program);
+registerStore(program);
 
 // `thaw logs ... | head` closes stdout early: that is not an error worth a stack trace.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

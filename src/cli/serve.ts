@@ -13,8 +13,10 @@ export function registerServe(program: Command): void {
     .option('--max-environments <n>', 'cap on execution environments on this machine', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
+    .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
+    .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; stemCells: boolean; codeCache: boolean; logLevel: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; maxEnvironments?: number; stemCells: boolean; codeCache: boolean; logLevel: string; storeOrigin?: string; storeEndpoint?: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -31,6 +33,8 @@ export function registerServe(program: Command): void {
         ...(o.maxEnvironments === undefined ? {} : { maxEnvironments: o.maxEnvironments }),
         stemCells: o.stemCells,
         codeCache: o.codeCache,
+        ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
+        ...(o.storeEndpoint === undefined ? {} : { storeEndpoint: o.storeEndpoint }),
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

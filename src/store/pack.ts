@@ -77,7 +77,8 @@ class ChunkWriter {
     this.used = 0;
     const p = this.store.write(chunk);
     this.refs.push(p);
-    const tracked = p.finally(() => {
+    // Failures are reported by done(), which settles every write; here a write only frees its slot.
+    const tracked: Promise<unknown> = p.then(() => undefined, () => undefined).finally(() => {
       this.inFlight = this.inFlight.filter((x) => x !== tracked);
     });
     this.inFlight.push(tracked);

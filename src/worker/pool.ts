@@ -14,8 +14,8 @@ export interface PoolOptions {
   readonly driver: SandboxDriver;
   readonly rapi: RuntimeApiServer;
   readonly logs: LogStore;
-  /** Host directory of a code package, by its hex SHA-256. */
-  readonly codeDir: (sha256: string) => string;
+  /** Host directory of a code package, by its hex SHA-256 (materialised from the store when needed). */
+  readonly codeDir: (sha256: string) => string | Promise<string>;
   readonly socketDir: string;
   readonly region: string;
   readonly logger: Logger;
@@ -29,6 +29,8 @@ export interface PoolOptions {
   readonly codeCaches?: CodeCacheStore;
   /** The SnapStart snapshot to restore a version from, if it has a usable one. */
   readonly snapshots?: (version: VersionRecord) => Promise<RestoreSource | undefined>;
+  /** Called first on a cold start of a version (the store prefetches what it will read, in recorded order). */
+  readonly beforeColdStart?: (version: VersionRecord) => void;
 }
 
 export interface PoolOutcome extends InvokeOutcome {
@@ -79,9 +81,10 @@ export class Pool {
     const runtime = version.config.runtime === null ? undefined : runtimeTable().get(version.config.runtime);
     if (runtime === undefined) throw new ThawError('InvalidRuntime', `The runtime parameter of ${version.config.runtime ?? 'null'} is not supported on this worker.`);
     await this.makeRoom(version.config.memoryMb * 1024 * 1024);
-    const codeDir = this.o.codeDir(version.codeSha256);
+    this.o.beforeColdStart?.(version);
+    const codeDir = await this.o.codeDir(version.codeSha256);
     const codeCache = this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
+      ? await this.o.codeCaches.handle(CodeCacheStore.key(version.codeSha256, runtime.id, runtime.binary.version))
       : undefined;
     let restore = await this.o.snapshots?.(version);
     const stemEligible = this.stems?.eligible(version, runtime) === true;
