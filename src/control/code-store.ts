@@ -6,6 +6,7 @@ import type { Db } from './db.js';
 import { extractZip } from './zip.js';
 import { zipDirectory } from './package.js';
 import type { ReadOptions, Store } from '../store/store.js';
+import { isStoreError } from '../store/errors.js';
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
@@ -50,7 +51,15 @@ export class CodeStore {
   materialise(sha256: string): Promise<string> {
     let p = this.materialising.get(sha256);
     if (p === undefined) {
-      p = this.store.materialiseTree(`code/${sha256}`, this.dir(sha256), this.readOptions(sha256)).then(() => this.dir(sha256));
+      p = this.store.materialiseTree(`code/${sha256}`, this.dir(sha256), this.readOptions(sha256)).then(
+        () => this.dir(sha256),
+        (e: unknown) => {
+          if (!isStoreError(e)) throw e;
+          this.logger.error({ err: e, sha256 }, 'code package unreadable from the chunk store');
+          const why = e.code === 'ChunkCorrupt' ? 'failed verification' : e.code === 'ChunkMissing' ? 'is incomplete' : 'is unreadable';
+          throw new ThawError('Service', `The function's code package ${why} in the chunk store (${e.code}); it was not run.`, { Reason: e.code }, { cause: e });
+        },
+      );
       p.catch(() => this.materialising.delete(sha256));
       this.materialising.set(sha256, p);
     }
