@@ -29,6 +29,8 @@ import { createApiServer } from './api/server.js';
 import { DEFAULT_REGION } from './control/arn.js';
 import type { VersionRecord } from './control/model.js';
 import type { Credentials } from './api/sigv4.js';
+import { openStore, parseOrigin, resetRuntimeDir, runtimeDirFor } from './store/open.js';
+import { AccessTraces } from './store/traces.js';
 
 export interface ThawOptions {
   readonly port: number;
@@ -66,6 +68,10 @@ export interface ThawOptions {
   readonly asyncConcurrency?: number;
   /** Wait before an event's first retry, doubled for the second (Lambda: 60 s). */
   readonly asyncRetryBaseMs?: number;
+  /** Chunk origin: a directory (default DATA/store) or s3://bucket/prefix. */
+  readonly storeOrigin?: string;
+  /** Endpoint of an S3-compatible service for an s3:// origin. */
+  readonly storeEndpoint?: string;
 }
 
 export interface Thaw {
@@ -111,10 +117,26 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const db = openDb(join(dataDir, 'thaw.db'));
   const region = o.region ?? DEFAULT_REGION;
   const registry = new Registry(db);
-  const code = new CodeStore(db, dataDir);
+  // Decrypted code and snapshots for execution live only here, outside the data directory.
+  const runtimeDir = runtimeDirFor(dataDir);
+  resetRuntimeDir(runtimeDir);
+  const store = openStore({
+    dataDir,
+    db,
+    logger,
+    ...(o.storeOrigin === undefined ? {} : { origin: parseOrigin(o.storeOrigin, o.storeEndpoint) }),
+  });
+  const traces = new AccessTraces(store, { logger });
+  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha));
+  await code.importLegacy();
   const layers = new LayerRegistry(db, region);
-  await code.collect(new Set([...registry.referencedCode(), ...layers.referencedCode()]));
-  const opt = new OptDirs(join(dataDir, 'opt'), logger);
+  const referenced = new Set([...registry.referencedCode(), ...layers.referencedCode()]);
+  await code.collect(referenced);
+  const codeCaches = o.codeCache ?? true ? new CodeCacheStore(store, logger, undefined, (key) => traces.forCodeCache(key)) : undefined;
+  await codeCaches?.importLegacy(dataDir);
+  codeCaches?.collect(referenced);
+  // Layers merged for /opt are decrypted code too: under the runtime directory.
+  const opt = new OptDirs(join(runtimeDir, 'opt'), logger);
   const layerShas = (arns: readonly string[]): string[] => layers.pinned(arns).map((l) => l.codeSha256);
   const keep = new Set<string>();
   for (const arns of layers.layerLists()) {
@@ -126,16 +148,25 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     }
   }
   await opt.collect(keep);
-  const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.dir(sha));
+  const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.materialise(sha));
   const logs = new LogStore(db, o.logCapBytes);
   const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);
-  const snapstart = new SnapStart({ registry, codeDir: (sha) => code.dir(sha), driver, dataDir, region, logger, optDir });
+  const snapstart = new SnapStart({
+    registry, codeDir: (sha) => code.materialise(sha), driver, dataDir, region, logger, store, runtimeDir, optDir,
+    readOptions: (v) => traces.forSnapshot(v.functionName, v.version),
+  });
   registry.on('published', (v) => snapstart.optimise(v));
   await snapstart.resume(registry.pendingVersions());
-  const expiry = setInterval(() => void snapstart.expire(), 6 * 60 * 60 * 1000);
+  const housekeeping = async (): Promise<void> => {
+    await snapstart.expire();
+    const r = await store.collect();
+    if (r.removed > 0) logger.info({ chunks: r.removed, bytes: r.removedBytes }, 'unreferenced chunks removed');
+  };
+  await housekeeping();
+  const expiry = setInterval(() => void housekeeping().catch((err: unknown) => logger.warn({ err }, 'store housekeeping failed')), 6 * 60 * 60 * 1000);
   expiry.unref();
   const maxEnvironments = o.maxEnvironments ?? Math.max(16, cpus().length * 32);
   const accountConcurrency = o.accountConcurrency ?? Math.min(maxEnvironments, defaultAccountConcurrency(cpus().length, memory));
@@ -145,8 +176,9 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     driver,
     rapi,
     logs,
-    codeDir: (sha) => code.dir(sha),
+    codeDir: (sha) => code.materialise(sha),
     optDir,
+    beforeColdStart: (v) => traces.begin({ key: `${v.functionName}:${v.version}:${v.codeSha256}`, functionName: v.functionName, version: v.version, codeSha256: v.codeSha256 }),
     socketDir,
     region,
     logger,
@@ -157,7 +189,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxMemoryBytes: memory,
     ...(o.capacityWaitMs === undefined ? {} : { capacityWaitMs: o.capacityWaitMs }),
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
-    ...(o.codeCache ?? true ? { codeCaches: new CodeCacheStore(dataDir, logger) } : {}),
+    ...(codeCaches === undefined ? {} : { codeCaches }),
     snapshots: (v) => snapstart.restorable(v),
   });
   metrics.watch({ environments: () => pool.environmentStates(), cells: () => pool.cellsReady() });
@@ -181,7 +213,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   });
   const linkSecret = Buffer.from(setting(db, 'link_secret', () => randomBytes(32).toString('hex')), 'hex');
   const server = createApiServer(
-    { registry, code, layers, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
+    { registry, code, store, layers, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
     (id) => (id === creds.accessKeyId ? creds : undefined),
   );
   await new Promise<void>((res, rej) => {
@@ -208,6 +240,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
       await rapi.close();
       db.close();
       rmSync(socketDir, { recursive: true, force: true });
+      rmSync(runtimeDir, { recursive: true, force: true });
     })()),
   };
 }

@@ -3,6 +3,7 @@ import type { Logger } from '../util/log.js';
 import type { Registry } from '../control/registry.js';
 import type { CodeStore } from '../control/code-store.js';
 import type { LayerRegistry } from '../control/layers.js';
+import type { Store } from '../store/store.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
 import type { LogStore } from '../logs/store.js';
@@ -16,6 +17,8 @@ export interface ApiContext {
   readonly registry: Registry;
   readonly code: CodeStore;
   readonly layers: LayerRegistry;
+  /** The chunk store (for its statistics). */
+  readonly store?: Store;
   readonly invoker: Invoker;
   readonly pool: Pool;
   readonly logs: LogStore;

@@ -100,7 +100,7 @@ async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResp
   };
   const layers = ctx.layers.forFunction(config.layers);
   const code = await ctx.code.put(decodeZip(input.Code.ZipFile, input.Code.S3Bucket));
-  await checkCombinedSize(layers, ctx.code.dir(code.sha256));
+  await checkCombinedSize(layers, await ctx.code.materialise(code.sha256));
   const r = ctx.registry.createFunction(input.FunctionName, config, code, input.Tags ?? {}, input.Publish === true);
   return { status: 201, json: configOut(ctx, r.published ?? r.latest) };
 }
@@ -145,7 +145,7 @@ async function updateCode(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   ctx.registry.mustVersion(t.name, '$LATEST');
   const zip = decodeZip(input.ZipFile, input.S3Bucket);
   const code = await ctx.code.put(zip);
-  await checkCombinedSize(ctx.layers.pinned(ctx.registry.mustVersion(t.name, '$LATEST').config.layers), ctx.code.dir(code.sha256));
+  await checkCombinedSize(ctx.layers.pinned(ctx.registry.mustVersion(t.name, '$LATEST').config.layers), await ctx.code.materialise(code.sha256));
   if (input.DryRun === true) {
     const cur = ctx.registry.mustVersion(t.name, '$LATEST');
     return { status: 200, json: configOut(ctx, { ...cur, codeSha256: code.sha256, codeSize: code.size }) };
@@ -158,7 +158,7 @@ async function updateConfiguration(ctx: ApiContext, req: ApiRequest): Promise<Ap
   const t = target(req);
   const input = parseInput(UpdateFunctionConfigurationInput, parseJson(req.body));
   checkRuntime(input.Runtime);
-  if (input.Layers !== undefined) await checkFunctionLayers(ctx, input.Layers, ctx.code.dir(ctx.registry.mustVersion(t.name, '$LATEST').codeSha256));
+  if (input.Layers !== undefined) await checkFunctionLayers(ctx, input.Layers, await ctx.code.materialise(ctx.registry.mustVersion(t.name, '$LATEST').codeSha256));
   const env = input.Environment === undefined ? undefined : checkEnv(input.Environment.Variables ?? {});
   const dlq = input.DeadLetterConfig === undefined ? undefined : deadLetterTarget(ctx, t.name, input.DeadLetterConfig.TargetArn);
   const v = ctx.registry.updateConfig(t.name, (c) => ({

@@ -1,5 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ThawError } from '../util/errors.js';
 import { tail } from '../logs/format.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
@@ -84,7 +83,7 @@ async function metrics(ctx: ApiContext): Promise<ApiResponse> {
   return { status: 200, raw: Buffer.from(m.body), headers: { 'content-type': m.contentType } };
 }
 
-function downloadCode(ctx: ApiContext, req: ApiRequest): ApiResponse {
+async function downloadCode(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   const sha = req.params.Sha ?? '';
   const expires = Number(req.url.searchParams.get('expires') ?? '0');
   const sig = Buffer.from(req.url.searchParams.get('signature') ?? '', 'hex');
@@ -92,12 +91,7 @@ function downloadCode(ctx: ApiContext, req: ApiRequest): ApiResponse {
   if (!/^[0-9a-f]{64}$/.test(sha) || sig.length !== want.length || !timingSafeEqual(sig, want) || expires < Date.now()) {
     throw new ThawError('AccessDenied', 'Request has expired or the signature does not match.');
   }
-  let zip: Buffer;
-  try {
-    zip = readFileSync(ctx.code.zipPath(sha));
-  } catch {
-    throw new ThawError('ResourceNotFound', 'The code package no longer exists.');
-  }
+  const zip = await ctx.code.zip(sha);
   return { status: 200, raw: zip, headers: { 'content-type': 'application/zip' } };
 }
 

@@ -80,7 +80,7 @@ async function publishLayerVersion(ctx: ApiContext, req: ApiRequest): Promise<Ap
   const name = layerName(ctx, req.params.LayerName ?? '');
   const input = parseInput(PublishLayerVersionInput, parseJson(req.body));
   const code = await ctx.code.put(decodeLayerZip(input.Content.ZipFile, input.Content.S3Bucket));
-  const unzippedSize = await treeBytes(ctx.code.dir(code.sha256));
+  const unzippedSize = await treeBytes(await ctx.code.materialise(code.sha256));
   const v = ctx.layers.publish(name, {
     description: input.Description ?? '',
     licenseInfo: input.LicenseInfo ?? null,

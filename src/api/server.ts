@@ -12,8 +12,9 @@ import { concurrencyRoutes } from './concurrency.js';
 import { eventInvokeConfigRoutes } from './event-invoke-config.js';
 import { URL_PREFIX, corsHeaders, urlConfigRoutes, urlEvent, urlNotFound, urlReply } from './urls.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
+import { storeRoutes } from './store.js';
 
-const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes, ...layerRoutes];
+const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes, ...layerRoutes, ...storeRoutes];
 
 function match(routes: readonly Route[], method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
   let pathMatched = false;

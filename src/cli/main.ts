@@ -8,6 +8,7 @@ import { registerLayers } from './layers.js';
 import { registerLogs } from './logs.js';
 import { registerServe } from './serve.js';
 import { registerSnapcheck } from './snapcheck.js';
+import { registerStore } from './store.js';
 
 const program = new Command();
 program
@@ -24,6 +25,7 @@ registerFunctions(program);
 registerAlias(program);
 registerLayers(program);
 registerSnapcheck(program);
+registerStore(program);
 
 // `thaw logs ... | head` closes stdout early: that is not an error worth a stack trace.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

@@ -16,8 +16,10 @@ export function registerServe(program: Command): void {
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
     .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
+    .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
+    .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -40,6 +42,8 @@ export function registerServe(program: Command): void {
         stemCells: o.stemCells,
         codeCache: o.codeCache,
         ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
+        ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
+        ...(o.storeEndpoint === undefined ? {} : { storeEndpoint: o.storeEndpoint }),
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

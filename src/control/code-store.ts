@@ -1,9 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from './db.js';
 import { extractZip } from './zip.js';
+import { zipDirectory } from './package.js';
+import type { ReadOptions, Store } from '../store/store.js';
+import { isStoreError } from '../store/errors.js';
+import type { Logger } from '../util/log.js';
+import { silentLogger } from '../util/log.js';
+import { ThawError } from '../util/errors.js';
 
 export interface StoredCode {
   /** Hex SHA-256 of the zip. */
@@ -12,32 +18,58 @@ export interface StoredCode {
 }
 
 /**
- * Deployment packages by content: the zip as uploaded (served back by GetFunction's Code.Location) and its
- * extracted tree, which environments mount read-only. The zip is written and synced before the row that
- * names it is committed; a package is extracted once however many versions share it.
+ * Deployment packages by content, in the chunk store: the extracted tree (`code/<sha>`, packed so that equal
+ * dependencies dedup across packages) and, unless the zip can be rebuilt byte for byte from the tree (as
+ * `thaw deploy`'s deterministic packaging can), the zip as uploaded (`code-zip/<sha>`) for GetFunction's
+ * Code.Location. Trees are materialised for execution under the runtime directory, outside the data
+ * directory, once per package however many versions share it.
  */
 export class CodeStore {
   private readonly root: string;
   private readonly pending = new Map<string, Promise<StoredCode>>();
+  private readonly materialising = new Map<string, Promise<string>>();
 
-  constructor(private readonly db: Db, dataDir: string) {
-    this.root = join(dataDir, 'code');
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  constructor(
+    private readonly db: Db,
+    private readonly dataDir: string,
+    private readonly store: Store,
+    runtimeDir: string,
+    private readonly logger: Logger = silentLogger,
+    /** How reads of a package's chunks are done (access traces); none by default. */
+    private readonly readOptions: (sha256: string) => ReadOptions = () => ({}),
+  ) {
+    this.root = join(runtimeDir, 'code');
+    mkdirSync(this.root, { recursive: true, mode: 0o711 });
   }
 
-  zipPath(sha256: string): string {
-    return join(this.root, `${sha256}.zip`);
-  }
-
-  /** The extracted tree, read-only inside environments. */
+  /** Where the extracted tree is for environments (read-only); valid once materialise() has resolved. */
   dir(sha256: string): string {
     return join(this.root, sha256);
+  }
+
+  /** Decrypt the package's tree from the store into dir(sha256), once per process. */
+  materialise(sha256: string): Promise<string> {
+    let p = this.materialising.get(sha256);
+    if (p === undefined) {
+      p = this.store.materialiseTree(`code/${sha256}`, this.dir(sha256), this.readOptions(sha256)).then(
+        () => this.dir(sha256),
+        (e: unknown) => {
+          if (!isStoreError(e)) throw e;
+          this.logger.error({ err: e, sha256 }, 'code package unreadable from the chunk store');
+          const why = e.code === 'ChunkCorrupt' ? 'failed verification' : e.code === 'ChunkMissing' ? 'is incomplete' : 'is unreadable';
+          throw new ThawError('Service', `The function's code package ${why} in the chunk store (${e.code}); it was not run.`, { Reason: e.code }, { cause: e });
+        },
+      );
+      p.catch(() => this.materialising.delete(sha256));
+      this.materialising.set(sha256, p);
+    }
+    return p;
   }
 
   async put(zip: Buffer): Promise<StoredCode> {
     const sha256 = createHash('sha256').update(zip).digest('hex');
     const known = this.db.prepare('SELECT size FROM code WHERE sha256 = ?').get(sha256) as { size: number } | undefined;
-    if (known !== undefined && existsSync(this.dir(sha256))) return { sha256, size: known.size };
+    if (known !== undefined && this.store.has(`code/${sha256}`)) return { sha256, size: known.size };
     let p = this.pending.get(sha256);
     if (p === undefined) {
       p = this.write(sha256, zip).finally(() => this.pending.delete(sha256));
@@ -47,33 +79,80 @@ export class CodeStore {
   }
 
   private async write(sha256: string, zip: Buffer): Promise<StoredCode> {
-    const dir = this.dir(sha256);
-    rmSync(dir, { recursive: true, force: true });
-    await extractZip(zip, dir);
-    const tmp = `${this.zipPath(sha256)}.${randomBytes(6).toString('hex')}`;
-    const fh = await open(tmp, 'w', 0o600);
+    const tmp = join(this.root, `.put-${randomBytes(6).toString('hex')}`);
     try {
-      await fh.writeFile(zip);
-      await fh.sync();
+      await extractZip(zip, tmp);
+      // The zip is kept only when the tree does not give it back (uploads zipped by other tools).
+      const rebuilt = await zipDirectory(tmp).catch(() => undefined);
+      const rebuildable = rebuilt !== undefined && createHash('sha256').update(rebuilt).digest('hex') === sha256;
+      if (!rebuildable) await this.store.putBlob(`code-zip/${sha256}`, 'code-zip', zip);
+      await this.store.putTree(`code/${sha256}`, 'code', tmp, { zip: rebuildable ? 'rebuild' : 'stored' });
+      this.db.prepare('INSERT OR REPLACE INTO code (sha256, size, created_at) VALUES (?, ?, ?)').run(sha256, zip.length, Date.now());
+      // The tree just extracted is the one environments need: keep it as the materialised copy.
+      if (!this.materialising.has(sha256)) {
+        await rm(this.dir(sha256), { recursive: true, force: true });
+        await rename(tmp, this.dir(sha256));
+        this.materialising.set(sha256, Promise.resolve(this.dir(sha256)));
+      }
     } finally {
-      await fh.close();
+      await rm(tmp, { recursive: true, force: true });
     }
-    await rename(tmp, this.zipPath(sha256));
-    this.db.prepare('INSERT OR REPLACE INTO code (sha256, size, created_at) VALUES (?, ?, ?)').run(sha256, zip.length, Date.now());
     return { sha256, size: zip.length };
   }
 
-  /** Remove packages no version references any more. */
+  /** The zip as uploaded (same bytes, same CodeSha256), from the store. */
+  async zip(sha256: string): Promise<Buffer> {
+    const m = this.store.manifest(`code/${sha256}`);
+    if (m === undefined) throw new ThawError('ResourceNotFound', 'The code package no longer exists.');
+    if (m.meta?.zip !== 'rebuild') return this.store.readBlob(`code-zip/${sha256}`);
+    const zip = await zipDirectory(await this.materialise(sha256));
+    if (createHash('sha256').update(zip).digest('hex') !== sha256) {
+      throw new ThawError('Service', 'The code package could not be rebuilt to its original bytes.', { sha256 });
+    }
+    return zip;
+  }
+
+  /** Remove packages no version references any more (their chunks go at the store's next collect). */
   async collect(referenced: ReadonlySet<string>): Promise<number> {
     const rows = this.db.prepare('SELECT sha256 FROM code').pluck().all() as string[];
     let removed = 0;
     for (const sha of rows) {
       if (referenced.has(sha) || this.pending.has(sha)) continue;
       this.db.prepare('DELETE FROM code WHERE sha256 = ?').run(sha);
+      this.store.remove(`code/${sha}`);
+      this.store.remove(`code-zip/${sha}`);
+      this.materialising.delete(sha);
       await rm(this.dir(sha), { recursive: true, force: true });
-      await rm(this.zipPath(sha), { force: true });
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * Data directories from before the chunk store kept each package as DATA/code/<sha>.zip plus its extracted
+   * tree: move them into the store and remove the plaintext.
+   */
+  async importLegacy(): Promise<number> {
+    const legacy = join(this.dataDir, 'code');
+    if (!existsSync(legacy)) return 0;
+    let imported = 0;
+    for (const f of readdirSync(legacy)) {
+      const m = /^([0-9a-f]{64})\.zip$/.exec(f);
+      if (m === null) continue;
+      const sha = m[1] as string;
+      if (!this.store.has(`code/${sha}`)) {
+        const zip = readFileSync(join(legacy, f));
+        if (createHash('sha256').update(zip).digest('hex') !== sha) {
+          this.logger.warn({ sha }, 'legacy code package does not match its name; not imported');
+          continue;
+        }
+        this.pending.delete(sha);
+        await this.write(sha, zip);
+        imported++;
+      }
+    }
+    rmSync(legacy, { recursive: true, force: true });
+    if (imported > 0) this.logger.info({ imported }, 'code packages moved into the chunk store');
+    return imported;
   }
 }

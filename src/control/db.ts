@@ -136,6 +136,22 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (layer_name, version)
   ) STRICT;
   `,
+  `
+  CREATE TABLE store_artifacts (
+    name          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    manifest      TEXT NOT NULL,
+    logical_bytes INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX store_artifacts_by_kind ON store_artifacts(kind, last_used_at);
+  CREATE TABLE store_traces (
+    name          TEXT PRIMARY KEY,
+    chunks        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export function openDb(file: string): Db {

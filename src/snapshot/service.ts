@@ -1,4 +1,5 @@
-import { chmod, chown, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
 import type { Registry } from '../control/registry.js';
@@ -8,7 +9,8 @@ import { runtimeTable, type RuntimeDef } from '../worker/runtimes.js';
 import { lambdaEnvironment, type RestoreSource } from '../worker/environment.js';
 import { NODE_RUNTIME_DIR, buildSnapshot, directSpawn, type SnapshotSpawn, type SnapshotSpawnRequest } from './builder.js';
 import { isSnapshotBuildError } from './errors.js';
-import { verifySnapshot, type VerifiedSnapshot } from './manifest.js';
+import { BLOB_FILE, MANIFEST_FILE, readManifest, verifySnapshot, type VerifiedSnapshot } from './manifest.js';
+import type { ReadOptions, Store } from '../store/store.js';
 
 /** Snapshots unused this long are removed (and re-created on demand). */
 const EXPIRY_MS = 14 * 24 * 60 * 60 * 1000;
@@ -32,15 +34,24 @@ export class SnapStart {
 
   constructor(private readonly o: {
     registry: Registry;
-    codeDir: (sha256: string) => string;
+    codeDir: (sha256: string) => string | Promise<string>;
     driver: SandboxDriver;
     dataDir: string;
     region: string;
     logger: Logger;
     /** Host directory of a version's layers (its /opt), when it has any. */
     optDir?: (v: VersionRecord) => Promise<string | undefined>;
+    /** Where snapshots are kept (`snapshot/<function>/<version>`: the blob, its manifest as metadata). */
+    store: Store;
+    /** Where snapshots are built and materialised for restores, outside the data directory. */
+    runtimeDir: string;
+    readOptions?: (v: VersionRecord) => ReadOptions;
   }) {
-    this.root = join(o.dataDir, 'snapshots');
+    this.root = join(o.runtimeDir, 'snapshots');
+  }
+
+  static artifact(functionName: string, version: string): string {
+    return `snapshot/${functionName}/${version}`;
   }
 
   static applies(v: VersionRecord): boolean {
@@ -61,7 +72,8 @@ export class SnapStart {
 
   /** After a restart: versions left Pending are optimised again. */
   async resume(pending: readonly VersionRecord[]): Promise<void> {
-    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await mkdir(this.root, { recursive: true, mode: 0o711 });
+    await this.importLegacy();
     for (const v of pending) if (SnapStart.applies(v) && v.state === 'Pending') this.optimise(v);
   }
 
@@ -83,12 +95,14 @@ export class SnapStart {
     const out = this.dir(v);
     const log = this.o.logger.child({ fn: v.functionName, version: v.version });
     try {
+      await rm(out, { recursive: true, force: true });
       await mkdir(out, { recursive: true, mode: 0o700 });
       const sandboxed = this.o.driver.isolates;
       if (sandboxed) await chmod(out, 0o777);
       const optDir = await this.o.optDir?.(v);
+      const codeDir = await this.o.codeDir(v.codeSha256);
       const result = await buildSnapshot({
-        codeDir: this.o.codeDir(v.codeSha256),
+        codeDir,
         ...(optDir === undefined ? {} : { optDir }),
         handler: v.config.handler ?? '',
         nodeBinary: runtime.binary.path,
@@ -101,12 +115,13 @@ export class SnapStart {
         logger: log,
         ...(sandboxed
           ? {
-            spawn: this.sandboxSpawn(v, runtime, out, optDir),
+            spawn: this.sandboxSpawn(v, runtime, codeDir, out, optDir),
             view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot', optDir: '/opt' },
           }
           : { spawn: directSpawn }),
       });
       await this.seal(out);
+      await this.keep(v, out);
       this.verified.delete(key(v));
       this.o.registry.setState(v.functionName, v.version, 'Active');
       log.info({ bytes: result.sizeBytes, buildMs: Math.round(result.buildMs), initMs: Math.round(result.initMs) }, 'snapshot created');
@@ -134,11 +149,52 @@ export class SnapStart {
     }
   }
 
+  /**
+   * Commit a built snapshot to the store (blob chunks first, then the manifest naming them, the snapshot's own
+   * manifest as its metadata) and leave only what a restore needs in the runtime directory.
+   */
+  private async keep(v: VersionRecord, out: string): Promise<void> {
+    const manifest = await readManifest(out);
+    await this.o.store.putBlob(SnapStart.artifact(v.functionName, v.version), 'snapshot', await readFile(join(out, BLOB_FILE)), { snapshot: manifest });
+    for (const f of await readdir(out)) if (f !== BLOB_FILE && f !== MANIFEST_FILE) await rm(join(out, f), { recursive: true, force: true });
+  }
+
+  /** The snapshot's blob and manifest from the store into the runtime directory, once per process. */
+  private async materialise(v: VersionRecord): Promise<void> {
+    const out = this.dir(v);
+    if (existsSync(join(out, MANIFEST_FILE)) && existsSync(join(out, BLOB_FILE))) return;
+    const name = SnapStart.artifact(v.functionName, v.version);
+    const m = this.o.store.manifest(name);
+    if (m === undefined || m.type !== 'blob') throw new Error(`no snapshot ${name} in the store`);
+    await mkdir(out, { recursive: true, mode: 0o755 });
+    await this.o.store.materialiseBlob(name, join(out, BLOB_FILE), this.o.readOptions?.(v) ?? {});
+    await writeFile(join(out, MANIFEST_FILE), `${JSON.stringify(m.meta?.snapshot ?? {}, null, 2)}\n`, { mode: 0o644 });
+    await this.seal(out);
+  }
+
+  /** Snapshots written by earlier Thaw versions under DATA/snapshots move into the store. */
+  private async importLegacy(): Promise<void> {
+    const legacy = join(this.o.dataDir, 'snapshots');
+    if (!existsSync(legacy)) return;
+    for (const fn of await readdir(legacy).catch(() => [] as string[])) {
+      for (const version of await readdir(join(legacy, fn)).catch(() => [] as string[])) {
+        const dir = join(legacy, fn, version);
+        try {
+          const s = await verifySnapshot(dir);
+          await this.o.store.putBlob(SnapStart.artifact(fn, version), 'snapshot', await readFile(s.blobPath), { snapshot: s.manifest });
+        } catch (err) {
+          this.o.logger.warn({ fn, version, err }, 'legacy snapshot not imported (it will be re-created)');
+        }
+      }
+    }
+    await rm(legacy, { recursive: true, force: true });
+  }
+
   /** The build process runs in a sandbox like the function's own, with the output directory writable. */
-  private sandboxSpawn(v: VersionRecord, runtime: RuntimeDef, out: string, optDir: string | undefined): SnapshotSpawn {
+  private sandboxSpawn(v: VersionRecord, runtime: RuntimeDef, codeDir: string, out: string, optDir: string | undefined): SnapshotSpawn {
     return async (req: SnapshotSpawnRequest) => {
       const mounts = [
-        { host: this.o.codeDir(v.codeSha256), sandbox: '/var/task' },
+        { host: codeDir, sandbox: '/var/task' },
         ...(optDir === undefined ? [] : [{ host: optDir, sandbox: '/opt' }]),
         ...runtime.mounts.filter((m) => m.sandbox !== '/var/runtime'),
         { host: NODE_RUNTIME_DIR, sandbox: '/var/runtime' },
@@ -177,6 +233,7 @@ export class SnapStart {
     if (s === undefined) {
       const runtime = runtimeTable().get(v.config.runtime ?? '');
       try {
+        await this.materialise(v);
         s = await verifySnapshot(this.dir(v), runtime === undefined ? {} : { nodeBinary: runtime.binary.path });
       } catch (e) {
         s = null;
@@ -187,7 +244,10 @@ export class SnapStart {
       this.verified.set(k, s);
     }
     if (s === null) return undefined;
-    this.lastUsed.set(k, Date.now());
+    // Expiry counts from the last use; the row is updated at most hourly.
+    const now = Date.now();
+    if (now - (this.lastUsed.get(k) ?? 0) > 60 * 60 * 1000) this.o.store.touch(SnapStart.artifact(v.functionName, v.version), now);
+    this.lastUsed.set(k, now);
     return {
       dir: this.dir(v),
       blobFile: s.manifest.blob.file,
@@ -197,20 +257,20 @@ export class SnapStart {
     };
   }
 
-  /** Remove snapshots unused for 14 days; a later cold start re-creates them. */
+  /**
+   * Remove snapshots unused for 14 days (by the store's last-use time); a later cold start re-creates them.
+   * Their chunks go at the store's next collect.
+   */
   async expire(now = Date.now()): Promise<number> {
-    let removed = 0;
-    for (const fn of await readdir(this.root).catch(() => [] as string[])) {
-      for (const version of await readdir(join(this.root, fn)).catch(() => [] as string[])) {
-        const dir = join(this.root, fn, version);
-        const used = this.lastUsed.get(`${fn}:${version}`) ?? (await stat(dir)).mtimeMs;
-        if (now - used < EXPIRY_MS) continue;
-        await rm(dir, { recursive: true, force: true });
-        this.verified.delete(`${fn}:${version}`);
-        removed++;
-      }
+    const names = this.o.store.expire('snapshot', EXPIRY_MS, now);
+    for (const name of names) {
+      const [, fn, version] = name.split('/');
+      if (fn === undefined || version === undefined) continue;
+      await rm(join(this.root, fn, version), { recursive: true, force: true });
+      this.verified.delete(`${fn}:${version}`);
+      this.lastUsed.delete(`${fn}:${version}`);
     }
-    return removed;
+    return names.length;
   }
 
   close(): void {

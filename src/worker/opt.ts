@@ -24,7 +24,7 @@ export class OptDirs {
   }
 
   /** The host directory to mount at /opt for layers whose extracted trees are `trees` (in order). */
-  async dir(layerShas: readonly string[], treeOf: (sha256: string) => string): Promise<string | undefined> {
+  async dir(layerShas: readonly string[], treeOf: (sha256: string) => Promise<string>): Promise<string | undefined> {
     const first = layerShas[0];
     if (first === undefined) return undefined;
     if (layerShas.length === 1) return treeOf(first);
@@ -33,7 +33,7 @@ export class OptDirs {
     if (await isDir(dest)) return dest;
     let p = this.pending.get(key);
     if (p === undefined) {
-      p = this.merge(layerShas.map(treeOf), dest).finally(() => this.pending.delete(key));
+      p = Promise.all(layerShas.map(treeOf)).then((trees) => this.merge(trees, dest)).finally(() => this.pending.delete(key));
       this.pending.set(key, p);
     }
     return p;

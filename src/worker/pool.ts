@@ -18,8 +18,8 @@ export interface PoolOptions {
   readonly driver: SandboxDriver;
   readonly rapi: RuntimeApiServer;
   readonly logs: LogStore;
-  /** Host directory of a code package, by its hex SHA-256. */
-  readonly codeDir: (sha256: string) => string;
+  /** Host directory of a code package, by its hex SHA-256 (materialised from the store when needed). */
+  readonly codeDir: (sha256: string) => string | Promise<string>;
   readonly socketDir: string;
   readonly region: string;
   readonly logger: Logger;
@@ -43,6 +43,8 @@ export interface PoolOptions {
   readonly metrics?: Metrics;
   /** How long a request waits for room on a full worker before it is throttled (default 10 s). */
   readonly capacityWaitMs?: number;
+  /** Called first on a cold start of a version (the store prefetches what it will read, in recorded order). */
+  readonly beforeColdStart?: (version: VersionRecord) => void;
 }
 
 export interface PoolOutcome extends InvokeOutcome {
@@ -124,12 +126,14 @@ export class Pool {
     let restore: RestoreSource | undefined;
     let stem: Environment | undefined;
     let codeCache: CodeCacheHandle | undefined;
-    const codeDir = this.o.codeDir(version.codeSha256);
+    let codeDir: string;
     let cell: Environment | undefined;
     let optDir: string | undefined;
     try {
+      this.o.beforeColdStart?.(version);
+      codeDir = await this.o.codeDir(version.codeSha256);
       optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
-      codeCache = this.codeCacheFor(version, runtime, optDir);
+      codeCache = await this.codeCacheFor(version, runtime, optDir);
       restore = await this.o.snapshots?.(version);
       const stemEligible = this.stems?.eligible(version, runtime) === true;
       // A stem cell when there is no snapshot, or when this version starts faster from one; a snapshot otherwise.
@@ -164,9 +168,9 @@ export class Pool {
     return this.run(env, key, input, true, opts.log);
   }
 
-  private codeCacheFor(version: VersionRecord, runtime: RuntimeDef, optDir: string | undefined): CodeCacheHandle | undefined {
+  private async codeCacheFor(version: VersionRecord, runtime: RuntimeDef, optDir: string | undefined): Promise<CodeCacheHandle | undefined> {
     return this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? this.o.codeCaches.handle(CodeCacheStore.key(codeIdentity(version.codeSha256, optDir), runtime.id, runtime.binary.version))
+      ? await this.o.codeCaches.handle(CodeCacheStore.key(codeIdentity(version.codeSha256, optDir), runtime.id, runtime.binary.version))
       : undefined;
   }
 
@@ -187,10 +191,10 @@ export class Pool {
     try {
       const restore = await this.o.snapshots?.(version);
       const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
-      const codeCache = this.codeCacheFor(version, runtime, optDir);
+      const codeCache = await this.codeCacheFor(version, runtime, optDir);
       const made: Environment = this.makeEnvironment(runtime, {
         version,
-        codeDir: this.o.codeDir(version.codeSha256),
+        codeDir: await this.o.codeDir(version.codeSha256),
         ...(optDir === undefined ? {} : { optDir }),
         provisioned: true,
         onStopped: () => this.lost(made),
@@ -541,10 +545,10 @@ export class Pool {
     if (this.closed || this.retired.has(key) || (this.idle.get(key)?.length ?? 0) > 0) return;
     const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0) + this.placing.bytes;
     if (this.all.size + this.placing.count >= this.o.maxEnvironments || used + memory > this.o.maxMemoryBytes) return;
-    const codeCache = this.codeCacheFor(version, runtime, optDir);
+    const codeCache = await this.codeCacheFor(version, runtime, optDir);
     const env = this.makeEnvironment(runtime, {
       version,
-      codeDir: this.o.codeDir(version.codeSha256),
+      codeDir: await this.o.codeDir(version.codeSha256),
       ...(optDir === undefined ? {} : { optDir }),
       ...(restore === undefined ? (codeCache === undefined ? {} : { codeCache }) : { restore }),
     });

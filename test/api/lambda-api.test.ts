@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CreateAliasCommand, CreateFunctionCommand, CreateFunctionUrlConfigCommand, DeleteAliasCommand, DeleteFunctionCommand,
@@ -258,9 +258,10 @@ describe('Lambda REST API through @aws-sdk/client-lambda', () => {
 
   test('a storage fault is a ServiceException without internals, and loses nothing', async () => {
     const code = await zipFiles({ 'index.js': handlerV('fault') });
-    const sha = createHash('sha256').update(code).digest('hex');
-    // A directory where the package file must go makes the write fail.
-    mkdirSync(join(s.dataDir, 'code', `${sha}.zip`, 'blocker'), { recursive: true });
+    // The chunk origin replaced by a file makes every chunk write fail.
+    const origin = join(s.dataDir, 'store');
+    renameSync(origin, `${origin}.moved`);
+    writeFileSync(origin, 'not a directory');
     await assert.rejects(s.client.send(new CreateFunctionCommand({ FunctionName: 'faulty', Runtime: 'nodejs24.x', Role: ROLE, Handler: 'index.handler', Code: { ZipFile: code } })), (e: unknown) => {
       const err = e as { name: string; $metadata: { httpStatusCode: number }; message: string };
       assert.equal(err.name, 'ServiceException');
@@ -268,6 +269,8 @@ describe('Lambda REST API through @aws-sdk/client-lambda', () => {
       assert.doesNotMatch(err.message, /at |EISDIR|\/code\//);
       return true;
     });
+    rmSync(origin);
+    renameSync(`${origin}.moved`, origin);
     await rejects(s.client.send(new GetFunctionCommand({ FunctionName: 'faulty' })), 'ResourceNotFoundException');
     const r = await s.client.send(new InvokeCommand({ FunctionName: 'hello' }));
     assert.equal(r.StatusCode, 200);
