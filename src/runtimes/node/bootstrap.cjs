@@ -7,7 +7,8 @@
  *   node /var/runtime/node/bootstrap.cjs [--runtime-api-socket PATH]
  *
  * With --runtime-api-socket it speaks HTTP over that Unix socket, else over TCP to AWS_LAMBDA_RUNTIME_API
- * (host:port). One keep-alive connection for the whole life of the process.
+ * (host:port). One keep-alive connection for the whole life of the process (a second one only if two requests
+ * overlap), with a small HTTP/1.1 client of its own (see RapiConnection).
  *
  * Behaviour follows AWS's Node.js runtime interface client (github.com/aws/aws-lambda-nodejs-runtime-interface-client,
  * src/): handler resolution (UserFunction.js), callback/context.done semantics (CallbackContext.js, Runtime.js),
@@ -18,7 +19,6 @@
  * a V8 startup snapshot and main() run after deserialisation.
  */
 
-const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 const util = require('node:util');
@@ -277,15 +277,138 @@ async function loadHandler(taskRoot, fullHandler) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Runtime API client: one keep-alive socket
+// Runtime API client: one keep-alive socket, hand-written HTTP/1.1
 
 /**
- * @typedef {{ status: number, headers: http.IncomingHttpHeaders, body: Buffer }} ApiReply
+ * @typedef {{ status: number, headers: Record<string, string>, body: Buffer }} ApiReply
  * @typedef {{ id: string, settled: boolean }} Invocation
+ * @typedef {{ socketPath: string } | { host: string, port: number }} Target
  */
 
-/** @type {http.RequestOptions} */
-let target = {};
+/** Where the Runtime API is; also used by the code cache's upload. @type {Target} */
+let target = { socketPath: '' };
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+
+/**
+ * One connection to the Runtime API and the HTTP/1.1 client on it, written for this job instead of node:http:
+ * requests go out as one write, replies (Content-Length or chunked) are parsed from the socket's own buffers.
+ * node:http's client costs about a millisecond the first time each of its paths runs after the runtime has
+ * waited, which is every cold start, and it is not loaded at all now (a restored snapshot skips it entirely).
+ * The socket keeps the process alive only while a request is in flight, like an Agent's free socket.
+ */
+class RapiConnection {
+  constructor() {
+    const net = require('node:net');
+    /** @type {import('node:net').Socket} */
+    this.socket = 'socketPath' in target ? net.connect(target.socketPath) : net.connect(target.port, target.host);
+    this.socket.setNoDelay(true);
+    this.socket.unref();
+    /** @type {Buffer[]} */
+    this.chunks = [];
+    this.buffered = 0;
+    /** @type {{ resolve: (r: ApiReply) => void, reject: (e: Error) => void } | null} */
+    this.waiting = null;
+    this.broken = false;
+    this.socket.on('data', (/** @type {Buffer} */ d) => this.onData(d));
+    this.socket.on('error', (err) => this.fail(err));
+    this.socket.on('close', () => this.fail(new Error('Runtime API connection closed')));
+  }
+
+  /** @param {string} head @param {string | undefined} body @returns {Promise<ApiReply>} */
+  send(head, body) {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.ref();
+      this.socket.write(body === undefined ? head : head + body);
+    });
+  }
+
+  /** @param {Error} err */
+  fail(err) {
+    this.broken = true;
+    const w = this.waiting;
+    this.waiting = null;
+    w?.reject(err);
+  }
+
+  /** @param {Buffer} d */
+  onData(d) {
+    this.chunks.push(d);
+    this.buffered += d.length;
+    if (this.waiting === null) return;
+    const buf = this.chunks.length === 1 ? /** @type {Buffer} */ (this.chunks[0]) : Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [buf];
+    const end = buf.indexOf(CRLF2);
+    if (end === -1) return;
+    const lines = buf.toString('latin1', 0, end).split('\r\n');
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
+    /** @type {Record<string, string>} */
+    const headers = {};
+    for (let i = 1; i < lines.length; i++) {
+      const line = /** @type {string} */ (lines[i]);
+      const colon = line.indexOf(':');
+      if (colon <= 0) continue;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    }
+    if (!Number.isInteger(status)) {
+      this.socket.destroy();
+      this.fail(new Error(`malformed reply from the Runtime API: ${JSON.stringify(lines[0])}`));
+      return;
+    }
+    let body;
+    let used;
+    if (/\bchunked\b/i.test(headers['transfer-encoding'] ?? '')) {
+      const parts = [];
+      let at = end + 4;
+      for (;;) {
+        const nl = buf.indexOf('\r\n', at, 'latin1');
+        if (nl === -1) return;
+        const size = parseInt(buf.toString('latin1', at, nl), 16);
+        if (!Number.isInteger(size) || size < 0) {
+          this.socket.destroy();
+          this.fail(new Error('malformed chunked reply from the Runtime API'));
+          return;
+        }
+        if (size === 0) {
+          // The last chunk: a blank line, or trailers and then a blank line.
+          if (buf.length < nl + 4) return;
+          const t = buf[nl + 2] === 13 && buf[nl + 3] === 10 ? nl : buf.indexOf(CRLF2, nl + 2);
+          if (t === -1) return;
+          used = t + 4;
+          break;
+        }
+        if (buf.length < nl + 2 + size + 2) return;
+        parts.push(buf.subarray(nl + 2, nl + 2 + size));
+        at = nl + 2 + size + 2;
+      }
+      body = Buffer.concat(parts);
+    } else {
+      const length = status === 204 || status === 304 ? 0 : Number(headers['content-length'] ?? 0);
+      if (buf.length < end + 4 + length) return;
+      body = buf.subarray(end + 4, end + 4 + length);
+      used = end + 4 + length;
+    }
+    const rest = buf.subarray(used);
+    this.chunks = rest.length === 0 ? [] : [rest];
+    this.buffered = rest.length;
+    const w = /** @type {{ resolve: (r: ApiReply) => void }} */ (this.waiting);
+    this.waiting = null;
+    if ((headers.connection ?? '').toLowerCase() === 'close') {
+      this.broken = true;
+      this.socket.end();
+    } else {
+      this.socket.unref();
+      idle.push(this);
+    }
+    w.resolve({ status, headers, body });
+  }
+}
+
+/** Connections with no request in flight. @type {RapiConnection[]} */
+const idle = [];
 
 /**
  * @param {string} method @param {string} urlPath @param {string | undefined} body
@@ -293,25 +416,15 @@ let target = {};
  * @returns {Promise<ApiReply>}
  */
 function call(method, urlPath, body, errorType) {
-  return new Promise((resolve, reject) => {
-    /** @type {http.OutgoingHttpHeaders | undefined} */
-    let headers;
-    if (body !== undefined) {
-      headers = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
-      if (errorType !== undefined) headers[ERROR_TYPE_HEADER] = headerSafe(errorType);
-    }
-    const req = http.request({ ...target, method, path: urlPath, headers }, (res) => {
-      /** @type {Buffer[]} */
-      const chunks = [];
-      res.on('data', (/** @type {Buffer} */ c) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? /** @type {Buffer} */ (chunks[0]) : Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  let conn = idle.pop();
+  while (conn !== undefined && conn.broken) conn = idle.pop();
+  conn ??= new RapiConnection();
+  let head = `${method} ${urlPath} HTTP/1.1\r\nHost: localhost\r\n`;
+  if (body !== undefined) {
+    head += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
+    if (errorType !== undefined) head += `${ERROR_TYPE_HEADER}: ${headerSafe(errorType)}\r\n`;
+  }
+  return conn.send(`${head}\r\n`, body);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -538,9 +651,8 @@ function connect() {
   const argv = process.argv;
   const flag = argv.indexOf('--runtime-api-socket');
   const socketPath = flag === -1 ? undefined : argv[flag + 1];
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   if (socketPath !== undefined) {
-    target = { socketPath, agent };
+    target = { socketPath };
   } else {
     const api = env.AWS_LAMBDA_RUNTIME_API ?? '';
     const colon = api.lastIndexOf(':');
@@ -548,7 +660,7 @@ function connect() {
       fatal(new Error('AWS_LAMBDA_RUNTIME_API is not set (host:port) and no --runtime-api-socket was given'));
       return false;
     }
-    target = { host: api.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(api.slice(colon + 1)), agent };
+    target = { host: api.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(api.slice(colon + 1)) };
   }
   return true;
 }

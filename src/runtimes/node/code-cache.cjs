@@ -94,7 +94,7 @@ function installHook(roots) {
 
 /**
  * Ask the host for this version's code cache and install the compile hook when there is one to use or to make.
- * @param {(method: string, urlPath: string) => Promise<{ status: number, headers: http.IncomingHttpHeaders, body: Buffer }>} get
+ * @param {(method: string, urlPath: string) => Promise<{ status: number, headers: Record<string, string>, body: Buffer }>} get
  * @param {string} taskRoot
  */
 async function setup(get, taskRoot) {
