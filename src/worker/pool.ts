@@ -51,7 +51,15 @@ export interface PoolOutcome extends InvokeOutcome {
   readonly cold: boolean;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.POSITIVE_INFINITY;
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  if (s.length === 0) return Number.POSITIVE_INFINITY;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+/** Every this many choices between restore and stem, the slower path is tried again (see Pool.choose). */
+const EXPLORE_EVERY = 8;
 
 /**
  * What a code cache is valid for: the code, and the layers at /opt (V8 accepts a cache entry for any source of
@@ -80,7 +88,7 @@ export class Pool {
   private readonly finishing = new Map<string, number>();
   private readonly waiters = new Map<string, ((env: Environment | undefined) => void)[]>();
   /** Recent start times (ms) per version and start path, for choosing the faster path. */
-  private readonly startTimes = new Map<string, { restore: number[]; stem: number[] }>();
+  private readonly startTimes = new Map<string, { restore: number[]; stem: number[]; choices: number }>();
   /** Environments being placed: counted against the caps before they are in `all`. */
   private readonly placing = { count: 0, bytes: 0 };
   /** Requests waiting for room on a full worker; told whenever an environment goes idle or away. */
@@ -270,18 +278,22 @@ export class Pool {
    * The faster way to start a version that has both a snapshot and stem cells, from its own measurements: the
    * snapshot is tried first; a stem cell is tried only when the function's Init (as timed during the snapshot
    * build) is shorter than a restore, since a stem cell still runs Init; after two tries of each, the lower median
-   * start time wins.
+   * start time wins, and every EXPLORE_EVERY-th choice takes the other path to keep its measurements current.
    */
   private choose(key: string, restore: RestoreSource): 'restore' | 'stem' {
     const m = this.startTimes.get(key);
     if (m === undefined || m.restore.length < 2) return 'restore';
     if (m.stem.length < 2) return restore.initMs !== undefined && restore.initMs < median(m.restore) ? 'stem' : 'restore';
-    return median(m.stem) < median(m.restore) ? 'stem' : 'restore';
+    const faster = median(m.stem) < median(m.restore) ? 'stem' : 'restore';
+    // Now and then the other path again: a measurement taken while the machine was busy must not decide for good.
+    m.choices++;
+    if (m.choices % EXPLORE_EVERY === 0) return faster === 'stem' ? 'restore' : 'stem';
+    return faster;
   }
 
   private measure(key: string, path: 'restore' | 'stem', ms: number): void {
     let m = this.startTimes.get(key);
-    if (m === undefined) this.startTimes.set(key, (m = { restore: [], stem: [] }));
+    if (m === undefined) this.startTimes.set(key, (m = { restore: [], stem: [], choices: 0 }));
     m[path].push(ms);
     if (m[path].length > 9) m[path].shift();
   }
