@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Db } from './db.js';
+import { statementCache, type Db } from './db.js';
 
 export interface ProvisionedConfigRecord {
   readonly functionName: string;
@@ -23,14 +23,10 @@ const toConfig = (r: ProvisionedRow): ProvisionedConfigRecord => Object.freeze({
  * SQLite. Rows go with their function (ON DELETE CASCADE). Validation is the caller's: this only stores.
  */
 export class ConcurrencyStore {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
-  constructor(private readonly db: Db) {}
-
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+  constructor(private readonly db: Db) {
+    this.sql = statementCache(db);
   }
 
   /** Every function's reserved concurrency, by function name. */

@@ -154,6 +154,19 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/**
+ * Prepared statements by their SQL text, each prepared once: on the invoke path (version resolution, queue
+ * claims) preparing costs more than running.
+ */
+export function statementCache(db: Db): (text: string) => Database.Statement {
+  const statements = new Map<string, Database.Statement>();
+  return (text) => {
+    let st = statements.get(text);
+    if (st === undefined) statements.set(text, (st = db.prepare(text)));
+    return st;
+  };
+}
+
 export function openDb(file: string): Db {
   mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Db } from './db.js';
+import { statementCache, type Db } from './db.js';
 import { ThawError } from '../util/errors.js';
 import { functionArn } from './arn.js';
 
@@ -46,14 +46,10 @@ const missing = (region: string, name: string, qualifier: string): ThawError =>
  * the function.
  */
 export class EventInvokeConfigs {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
-  constructor(private readonly db: Db, private readonly region: string) {}
-
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+  constructor(private readonly db: Db, private readonly region: string) {
+    this.sql = statementCache(db);
   }
 
   get(name: string, qualifier: string): EventInvokeConfig | undefined {

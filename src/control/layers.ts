@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Db } from './db.js';
+import { statementCache, type Db } from './db.js';
 import { ACCOUNT_ID } from './arn.js';
 import { ThawError } from '../util/errors.js';
 import { LAYER_VERSION_ARN_PATTERN, parseLayerVersionArn } from './layer-schema.js';
@@ -70,14 +70,10 @@ export const layerVersionArn = (region: string, name: string, version: number): 
  * row and its content stay for the function versions that already use it (as Lambda keeps a copy).
  */
 export class LayerRegistry {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
-  constructor(private readonly db: Db, private readonly region: string) {}
-
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+  constructor(private readonly db: Db, private readonly region: string) {
+    this.sql = statementCache(db);
   }
 
   publish(name: string, meta: { description: string; licenseInfo: string | null; runtimes: readonly string[]; architectures: readonly string[] }, content: LayerContent): LayerVersionRecord {

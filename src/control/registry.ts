@@ -1,7 +1,7 @@
 import { randomUUID, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type Database from 'better-sqlite3';
-import type { Db } from './db.js';
+import { statementCache, type Db } from './db.js';
 import { ThawError } from '../util/errors.js';
 import { isVersionNumber } from './arn.js';
 import type {
@@ -75,18 +75,14 @@ const notFoundFunction = (name: string, qualifier?: string): ThawError =>
  * return frozen records. Nothing here knows about HTTP.
  */
 export class Registry extends EventEmitter<RegistryEvents> {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
   constructor(private readonly db: Db) {
     super();
+    this.sql = statementCache(db);
   }
 
   /** A prepared statement, prepared once: resolving a version runs on every invoke. */
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
-  }
 
   // ---- functions and versions ----
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import type { Db } from '../control/db.js';
+import { statementCache, type Db } from '../control/db.js';
 import { ThawError } from '../util/errors.js';
 import type { AttemptResult, EventQueue, NewEvent, QueuedEvent, Requeue } from './queue.js';
 
@@ -29,15 +29,11 @@ const toEvent = (r: Row): QueuedEvent => Object.freeze({
  * call is one transaction; in WAL mode a committed row survives the process being killed.
  */
 export class SqliteEventQueue implements EventQueue {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
   /** `consumer`: this process's lease token. */
-  constructor(private readonly db: Db, private readonly consumer: string = randomUUID()) {}
-
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (st === undefined) this.statements.set(text, (st = this.db.prepare(text)));
-    return st;
+  constructor(private readonly db: Db, private readonly consumer: string = randomUUID()) {
+    this.sql = statementCache(db);
   }
 
   private insert(e: NewEvent, notBefore: number): void {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -87,6 +88,19 @@ export async function zipFiles(files: Record<string, string | Buffer>): Promise<
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** What an AWS SDK client error carries (Lambda's fields included). */
+export interface SdkError { name?: string; message?: string; Reason?: string; retryAfterSeconds?: string; $metadata?: { httpStatusCode?: number } }
+
+/** `p` rejects with the AWS error `name`; `check` looks at the rest of it. */
+export async function rejectsWith(p: Promise<unknown>, name: string, check?: (e: SdkError) => void): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    const err = e as SdkError;
+    assert.equal(err.name, name, `expected ${name}, got ${err.name}: ${err.message}`);
+    check?.(err);
+    return true;
+  });
 }
 
 export const decode = (p: Uint8Array | undefined): unknown => JSON.parse(Buffer.from(p ?? new Uint8Array()).toString('utf8'));

@@ -5,20 +5,11 @@ import {
   CreateFunctionCommand, DeleteFunctionCommand, DeleteFunctionConcurrencyCommand, GetAccountSettingsCommand, GetFunctionCommand,
   GetFunctionConcurrencyCommand, InvokeCommand, LambdaClient, PutFunctionConcurrencyCommand,
 } from '@aws-sdk/client-lambda';
-import { CREDS, ROLE, decode, startServer, zipFiles, type RunningServer } from '../helpers/server.js';
+import { CREDS, ROLE, decode, startServer, zipFiles, type RunningServer, type SdkError, rejectsWith } from '../helpers/server.js';
 
 const SLEEPY = 'exports.handler = async (e) => { await new Promise((r) => setTimeout(r, e.ms ?? 0)); return "done"; };';
 
-interface SdkError { name?: string; message?: string; Reason?: string; retryAfterSeconds?: string; $metadata?: { httpStatusCode?: number } }
-
-async function rejects(p: Promise<unknown>, name: string, check?: (e: SdkError) => void): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    const err = e as SdkError;
-    assert.equal(err.name, name, `expected ${name}, got ${err.name}: ${err.message}`);
-    check?.(err);
-    return true;
-  });
-}
+const rejects = rejectsWith;
 
 /** Invoke `n` times at once; the outcomes by kind: 'ok', or the throttle Reason. */
 async function burst(client: LambdaClient, fn: string, n: number, ms: number): Promise<Map<string, number>> {

@@ -6,7 +6,7 @@ import {
   DeleteFunctionConcurrencyCommand, PutProvisionedConcurrencyConfigCommand, UpdateFunctionCodeCommand,
   type GetProvisionedConcurrencyConfigCommandOutput,
 } from '@aws-sdk/client-lambda';
-import { ROLE, decode, startServer, zipFiles, type RunningServer } from '../helpers/server.js';
+import { ROLE, decode, startServer, zipFiles, type RunningServer, rejectsWith } from '../helpers/server.js';
 
 const HANDLER = `
 const initType = process.env.AWS_LAMBDA_INITIALIZATION_TYPE;
@@ -17,16 +17,7 @@ exports.handler = async (e) => {
   return { initType, envId, tag: 'v1' };
 };`;
 
-interface SdkError { name?: string; message?: string; $metadata?: { httpStatusCode?: number } }
-
-async function rejects(p: Promise<unknown>, name: string, check?: (e: SdkError) => void): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    const err = e as SdkError;
-    assert.equal(err.name, name, `expected ${name}, got ${err.name}: ${err.message}`);
-    check?.(err);
-    return true;
-  });
-}
+const rejects = rejectsWith;
 
 async function until(client: LambdaClient, fn: string, qualifier: string, want: (c: GetProvisionedConcurrencyConfigCommandOutput) => boolean, ms = 60_000): Promise<GetProvisionedConcurrencyConfigCommandOutput> {
   const end = Date.now() + ms;
