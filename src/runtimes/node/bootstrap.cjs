@@ -309,6 +309,8 @@ class RapiConnection {
     this.buffered = 0;
     /** @type {{ resolve: (r: ApiReply) => void, reject: (e: Error) => void } | null} */
     this.waiting = null;
+    /** The parsed head of the reply being read; length -1: chunked. @type {{ status: number, headers: Record<string, string>, bodyStart: number, length: number } | null} */
+    this.head = null;
     this.broken = false;
     this.socket.on('data', (/** @type {Buffer} */ d) => this.onData(d));
     this.socket.on('error', (err) => this.fail(err));
@@ -324,6 +326,13 @@ class RapiConnection {
     });
   }
 
+  /** What has arrived so far, as one buffer. */
+  joined() {
+    const buf = this.chunks.length === 1 ? /** @type {Buffer} */ (this.chunks[0]) : Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [buf];
+    return buf;
+  }
+
   /** @param {Error} err */
   fail(err) {
     this.broken = true;
@@ -337,32 +346,41 @@ class RapiConnection {
     this.chunks.push(d);
     this.buffered += d.length;
     if (this.waiting === null) return;
-    const buf = this.chunks.length === 1 ? /** @type {Buffer} */ (this.chunks[0]) : Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [buf];
-    const end = buf.indexOf(CRLF2);
-    if (end === -1) return;
-    const lines = buf.toString('latin1', 0, end).split('\r\n');
-    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
-    /** @type {Record<string, string>} */
-    const headers = {};
-    for (let i = 1; i < lines.length; i++) {
-      const line = /** @type {string} */ (lines[i]);
-      const colon = line.indexOf(':');
-      if (colon <= 0) continue;
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    // A large reply (a code cache rides along with specialisation) arrives in many reads: only the head is
+    // looked at until the whole body is there, so each byte is copied once.
+    if (this.head === null) {
+      const buf = this.joined();
+      const end = buf.indexOf(CRLF2);
+      if (end === -1) return;
+      const lines = buf.toString('latin1', 0, end).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
+      if (!Number.isInteger(status)) {
+        this.socket.destroy();
+        this.fail(new Error(`malformed reply from the Runtime API: ${JSON.stringify(lines[0])}`));
+        return;
+      }
+      /** @type {Record<string, string>} */
+      const headers = {};
+      for (let i = 1; i < lines.length; i++) {
+        const line = /** @type {string} */ (lines[i]);
+        const colon = line.indexOf(':');
+        if (colon <= 0) continue;
+        const name = line.slice(0, colon).trim().toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+      }
+      const chunked = /\bchunked\b/i.test(headers['transfer-encoding'] ?? '');
+      const length = chunked ? -1 : status === 204 || status === 304 ? 0 : Number(headers['content-length'] ?? 0);
+      this.head = { status, headers, bodyStart: end + 4, length };
     }
-    if (!Number.isInteger(status)) {
-      this.socket.destroy();
-      this.fail(new Error(`malformed reply from the Runtime API: ${JSON.stringify(lines[0])}`));
-      return;
-    }
+    const head = this.head;
+    if (head.length >= 0 && this.buffered < head.bodyStart + head.length) return;
+    const buf = this.joined();
     let body;
     let used;
-    if (/\bchunked\b/i.test(headers['transfer-encoding'] ?? '')) {
+    if (head.length < 0) {
       const parts = [];
-      let at = end + 4;
+      let at = head.bodyStart;
       for (;;) {
         const nl = buf.indexOf('\r\n', at, 'latin1');
         if (nl === -1) return;
@@ -386,11 +404,11 @@ class RapiConnection {
       }
       body = Buffer.concat(parts);
     } else {
-      const length = status === 204 || status === 304 ? 0 : Number(headers['content-length'] ?? 0);
-      if (buf.length < end + 4 + length) return;
-      body = buf.subarray(end + 4, end + 4 + length);
-      used = end + 4 + length;
+      body = buf.subarray(head.bodyStart, head.bodyStart + head.length);
+      used = head.bodyStart + head.length;
     }
+    const { status, headers } = head;
+    this.head = null;
     const rest = buf.subarray(used);
     this.chunks = rest.length === 0 ? [] : [rest];
     this.buffered = rest.length;
