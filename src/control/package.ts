@@ -51,7 +51,15 @@ export async function zipDirectory(dir: string, onProgress?: (p: ZipProgress) =>
     zip.on('error', reject);
     zip.outputStream.on('error', reject);
     zip.outputStream.on('data', (c: Buffer) => chunks.push(c));
-    zip.outputStream.on('end', () => resolve(Buffer.concat(chunks)));
+    // Done when the archive has ended and every file's read has been counted (the last count can come after).
+    let ended = false;
+    const settle = (): void => {
+      if (ended && progress.files === totalFiles) resolve(Buffer.concat(chunks));
+    };
+    zip.outputStream.on('end', () => {
+      ended = true;
+      settle();
+    });
 
     // Each file is read only when yazl reaches it, through a counter that drives the progress callback.
     const add = (rel: string, options: { mode: number; size: number }, open: () => Readable): void => {
@@ -70,6 +78,7 @@ export async function zipDirectory(dir: string, onProgress?: (p: ZipProgress) =>
           } catch (e) {
             reject(e instanceof Error ? e : new Error(String(e)));
           }
+          settle();
         });
         cb(null, counter);
       });
