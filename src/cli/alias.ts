@@ -6,7 +6,7 @@ import {
   CreateAliasCommand, DeleteAliasCommand, ListAliasesCommand, UpdateAliasCommand, type AliasConfiguration, type LambdaClient,
 } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
-import { addClientOptions, withSession, type ClientFlags } from './client.js';
+import { addClientOptions, allPages, withSession, type ClientFlags } from './client.js';
 import { CliError } from './errors.js';
 import { versionWeight } from './flags.js';
 import { printJson, table } from './output.js';
@@ -72,14 +72,10 @@ export function registerAlias(program: Command): void {
 }
 
 async function listAliases(lambda: LambdaClient, name: string): Promise<AliasConfiguration[]> {
-  const all: AliasConfiguration[] = [];
-  let marker: string | undefined;
-  do {
+  return allPages<AliasConfiguration>(async (marker) => {
     const page = await lambda.send(new ListAliasesCommand({ FunctionName: name, ...(marker === undefined ? {} : { Marker: marker }) }));
-    all.push(...(page.Aliases ?? []));
-    marker = page.NextMarker;
-  } while (marker !== undefined);
-  return all;
+    return { items: page.Aliases, next: page.NextMarker };
+  });
 }
 
 /** "3", or "3 (90%), 4 (10%)" with weighted routing. */

@@ -146,3 +146,15 @@ async function thawRequest<T>(
   if (body === undefined) throw new ApiError('InvalidResponse', `${method} ${path} did not answer with JSON`, res.status);
   return body as T;
 }
+
+/** Every item of a Marker/NextMarker-paged Lambda list operation: `page(marker)` fetches one page. */
+export async function allPages<T>(page: (marker: string | undefined) => Promise<{ items: T[] | undefined; next: string | undefined }>): Promise<T[]> {
+  const all: T[] = [];
+  let marker: string | undefined;
+  do {
+    const p = await page(marker);
+    all.push(...(p.items ?? []));
+    marker = p.next;
+  } while (marker !== undefined);
+  return all;
+}

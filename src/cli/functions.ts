@@ -1,19 +1,16 @@
 /** `thaw ls`, `thaw publish`, `thaw drain`, `thaw rm`: the small function-level commands. */
 import { DeleteFunctionCommand, ListFunctionsCommand, PublishVersionCommand, type FunctionConfiguration } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
-import { addClientOptions, withSession, type ClientFlags } from './client.js';
+import { addClientOptions, allPages, withSession, type ClientFlags } from './client.js';
 import { printJson, shortTime, table } from './output.js';
 
 export function registerFunctions(program: Command): void {
   addClientOptions(program.command('ls').description('list functions')).action(async (flags: ClientFlags) => {
     await withSession(flags, async (s) => {
-      const all: FunctionConfiguration[] = [];
-      let marker: string | undefined;
-      do {
+      const all = await allPages<FunctionConfiguration>(async (marker) => {
         const page = await s.lambda.send(new ListFunctionsCommand({ ...(marker === undefined ? {} : { Marker: marker }), MaxItems: 50 }));
-        all.push(...(page.Functions ?? []));
-        marker = page.NextMarker;
-      } while (marker !== undefined);
+        return { items: page.Functions, next: page.NextMarker };
+      });
       if (s.json) return printJson({ Functions: all });
       if (all.length === 0) return void process.stdout.write('no functions\n');
       process.stdout.write(table(

@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { ListLayersCommand, PublishLayerVersionCommand, type LayersListItem } from '@aws-sdk/client-lambda';
 import type { Command } from 'commander';
 import { zipDirectory } from '../control/package.js';
-import { addClientOptions, withSession, type ClientFlags } from './client.js';
+import { addClientOptions, allPages, withSession, type ClientFlags } from './client.js';
 import { CliError } from './errors.js';
 import { printJson, shortTime, table } from './output.js';
 
@@ -49,13 +49,10 @@ export function registerLayers(program: Command): void {
 
   addClientOptions(layer.command('ls').description('list layers with their newest version')).action(async (flags: ClientFlags) => {
     await withSession(flags, async (s) => {
-      const all: LayersListItem[] = [];
-      let marker: string | undefined;
-      do {
+      const all = await allPages<LayersListItem>(async (marker) => {
         const page = await s.lambda.send(new ListLayersCommand({ ...(marker === undefined ? {} : { Marker: marker }), MaxItems: 50 }));
-        all.push(...(page.Layers ?? []));
-        marker = page.NextMarker;
-      } while (marker !== undefined);
+        return { items: page.Layers, next: page.NextMarker };
+      });
       if (s.json) return printJson({ Layers: all });
       if (all.length === 0) return void process.stdout.write('no layers\n');
       process.stdout.write(table(
