@@ -1,28 +1,38 @@
 import { spawn as spawnChild } from 'node:child_process';
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { SourceMap, type SourceMapPayload } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { deserialize } from 'node:v8';
 import { silentLogger, type Logger } from '../util/log.js';
 import { PACKAGE_ROOT } from '../worker/runtimes.js';
-import { bundleHandler, type BundleResult } from './bundle.js';
+import type { BundleResult } from './bundle.js';
+import { bundleStep } from './bundle-step.js';
 import { SnapshotBuildError } from './errors.js';
-import { BLOB_FILE, binaryIdentityOf, commitManifest, fsyncDir, sha256File, uncommit, type SnapshotManifest } from './manifest.js';
+import { BLOB_FILE, binaryIdentityOf, commitManifest, fsyncDir, uncommit, type SnapshotManifest } from './manifest.js';
+import { copyOutput, readOutput, writeInput } from './outputs.js';
 import { parseBuildReport, type BuildReport } from './report.js';
 
 /**
  * SnapStart for Node, host side: bundle the handler, run Init once inside `node --build-snapshot`
  * (src/runtimes/node/snapshot-entry.cjs), write the V8 startup snapshot, checksum it and commit a manifest.
  *
- *   outDir/bundle.cjs (+ .map)   the handler in one CommonJS file (kept for diagnosis)
- *   outDir/builtins.bin          snapshot-probe.cjs's description of the built-ins that cannot be snapshotted
- *   outDir/build-report.json     what the entry reported
- *   outDir/snapshot.blob         the snapshot, synced before...
- *   outDir/manifest.json         ...the manifest, written last (the commit point; see manifest.ts)
+ * Every step runs as a process of its own, writing only into a scratch directory, outDir/.build (BUILD_SUBDIR):
  *
- * The build process is started through one injectable function, `spawn(request)`: by default the Node binary
- * runs directly as a child (tests); the platform runs it inside a sandbox, where the code, the runtime files,
- * the binary and outDir appear at other paths (`view`).
+ *   .build/bundle.cjs (+ .map)    the handler in one CommonJS file (bundle-sandbox.ts)
+ *   .build/builtins.bin           snapshot-probe.cjs's description of the built-ins that cannot be snapshotted
+ *   .build/build-report.json      what the entry reported
+ *   .build/snapshot.blob          the snapshot
+ *
+ * The host only ever reads from there through outputs.ts (no links followed, regular files within a size limit)
+ * and writes what it keeps into outDir itself, a directory no build process sees:
+ *
+ *   outDir/snapshot.blob          a copy made by the host, hashed while copied and synced before...
+ *   outDir/manifest.json          ...the manifest, written last (the commit point; see manifest.ts)
+ *
+ * The scratch directory is removed when the build ends. The processes are started through one injectable
+ * function, `spawn(request)`: by default the Node binary runs directly as a child (tests); the platform runs
+ * each inside a build sandbox, where the code, the runtime files, the bundler, the binary and the scratch
+ * directory appear at other paths (`view`).
  */
 
 export interface SnapshotSpawnRequest {
@@ -56,6 +66,8 @@ export interface SnapshotView {
   readonly outDir?: string;
   /** The function's layers (the sandbox's /opt). */
   readonly optDir?: string;
+  /** The compiled bundler (bundle-sandbox.js and its modules; see bundlerMounts). */
+  readonly bundlerDir?: string;
 }
 
 export interface BuildSnapshotOptions {
@@ -71,7 +83,10 @@ export interface BuildSnapshotOptions {
   readonly runtimeId: string;
   /** The function's environment plus the Lambda variables, as at Init. */
   readonly env: Readonly<Record<string, string>>;
-  /** Host directory for the bundle, blob and manifest; created if missing, emptied of a previous snapshot. */
+  /**
+   * Host directory for the blob and manifest; created if missing, emptied of a previous snapshot. The build's
+   * processes write only into its subdirectory BUILD_SUBDIR (the one a sandbox mounts writable).
+   */
   readonly outDir: string;
   /** Budget for Init + beforeCheckpoint hooks + writing the snapshot. */
   readonly timeoutMs: number;
@@ -110,6 +125,14 @@ export const SNAPSHOT_ENTRY = 'snapshot-entry.cjs';
 export const SNAPSHOT_PROBE = 'snapshot-probe.cjs';
 
 const TAIL_BYTES = 64 * 1024;
+
+/** The scratch directory under outDir that the build's processes write (and a build sandbox mounts). */
+export const BUILD_SUBDIR = '.build';
+/** Size limits on what the host reads back from the scratch directory. */
+const MAX_BLOB_BYTES = 2 * 1024 * 1024 * 1024;
+const MAX_REPORT_BYTES = 1024 * 1024;
+const MAX_BUILTINS_BYTES = 16 * 1024 * 1024;
+const MAX_MAP_BYTES = 64 * 1024 * 1024;
 
 /** The default spawn: the binary as a direct child, in its own process group, killed on timeout. */
 export const directSpawn: SnapshotSpawn = (req) =>
@@ -168,11 +191,11 @@ function buildEnv(env: Readonly<Record<string, string>>): Record<string, string>
 }
 
 /** Rewrite `BUNDLE:line:col` positions in a message into the function's own `file:line:col`. */
-function sourceMapper(bundle: BundleResult, bundleView: string, codeDir: string, map: SourceMap | undefined): (text: string) => string {
+function sourceMapper(bundleView: string, codeDir: string, map: SourceMap | undefined): (text: string) => string {
   if (map === undefined) return (t) => t;
   const escaped = bundleView.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`${escaped}:(\\d+):(\\d+)`, 'g');
-  const mapDir = dirname(bundle.file);
+  const mapDir = dirname(bundleView);
   return (text) =>
     text.replace(re, (whole, line: string, col: string) => {
       const e = map.findEntry(Number(line) - 1, Number(col) - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number };
@@ -228,14 +251,17 @@ async function probeBuiltins(spawn: SnapshotSpawn, argv0: string, runtimeDir: st
     p = (async () => {
       const r = await spawn({ argv: [argv0, join(runtimeDir, SNAPSHOT_PROBE), join(outView, 'builtins.bin')], env, cwd, timeoutMs });
       if (r.code !== 0) throw new SnapshotBuildError('BuildCrashed', `The Node runtime could not describe its built-in modules (exit ${r.code ?? r.signal}): ${lastLine(r.stderr)}`);
-      return readFile(join(outHost, 'builtins.bin'));
+      const data = await readOutput(outHost, 'builtins.bin', MAX_BUILTINS_BYTES);
+      if (data === undefined) throw new SnapshotBuildError('BuildCrashed', 'The Node runtime did not describe its built-in modules');
+      probedVersion(data);
+      return data;
     })();
     p.catch(() => probes.delete(binarySha));
     probes.set(binarySha, p);
     return p;
   }
   const data = await p;
-  await writeFile(join(outHost, 'builtins.bin'), data);
+  await writeInput(outHost, 'builtins.bin', data);
   return data;
 }
 
@@ -249,65 +275,95 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
   const spawn = opts.spawn ?? directSpawn;
   const outDir = resolve(opts.outDir);
   const codeDir = resolve(opts.codeDir);
+  const work = join(outDir, BUILD_SUBDIR);
   const view = {
     nodeBinary: opts.view?.nodeBinary ?? opts.nodeBinary,
     runtimeDir: opts.view?.runtimeDir ?? NODE_RUNTIME_DIR,
     taskRoot: opts.view?.taskRoot ?? codeDir,
-    outDir: opts.view?.outDir ?? outDir,
+    outDir: opts.view?.outDir ?? work,
+    optDir: opts.optDir === undefined ? undefined : (opts.view?.optDir ?? opts.optDir),
+    bundlerDir: opts.view?.bundlerDir,
   };
   const flags = [...(opts.flags ?? [])];
   const deadline = Date.now() + opts.timeoutMs;
   const remaining = (): number => Math.max(1, deadline - Date.now());
+  const major = nodeMajor(opts.runtimeId, '');
 
   await mkdir(outDir, { recursive: true });
   await uncommit(outDir);
   await rm(join(outDir, BLOB_FILE), { force: true });
-
-  const env = buildEnv(opts.env);
-  // The binary's identity first (hashing overlaps nothing else here, and is cached per binary).
-  const identityPromise = binaryIdentityOf(opts.nodeBinary, 'unknown');
-  const probeEnv = { PATH: env.PATH ?? '/usr/bin:/bin' };
-  const bundlePromise = bundleHandler({
-    codeDir,
-    handler: opts.handler,
-    nodeMajor: nodeMajor(opts.runtimeId, ''),
-    outFile: join(outDir, 'bundle.cjs'),
-    taskRoot: view.taskRoot,
-    ...(opts.optDir === undefined ? {} : { optDir: opts.optDir, optRoot: opts.view?.optDir ?? opts.optDir }),
-    minify: opts.minify ?? false,
-    sourcemap: true,
-    logger: log,
-  });
-  const identity0 = await identityPromise;
-  const [bundle, builtins] = await Promise.all([
-    bundlePromise,
-    probeBuiltins(spawn, view.nodeBinary, view.runtimeDir, view.outDir, outDir, probeEnv, view.outDir, identity0.sha256, remaining()),
-  ]);
-  const nodeVersion = probedVersion(builtins);
-  const identity = { ...identity0, version: nodeVersion };
-
-  let map: SourceMap | undefined;
-  if (bundle.mapFile !== undefined) {
-    try {
-      map = new SourceMap(JSON.parse(await readFile(bundle.mapFile, 'utf8')) as SourceMapPayload);
-    } catch {
-      map = undefined;
-    }
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { mode: 0o700 });
+  // In a sandbox the build runs as an unprivileged user; the scratch directory is the only place it may write.
+  if (opts.view !== undefined) await chmod(work, 0o777);
+  try {
+    return await runBuild(opts, { started, log, spawn, outDir, work, view, flags, remaining, major });
+  } finally {
+    // Every build process is gone by now (spawn resolves once they all have exited): nothing races this.
+    await rm(work, { recursive: true, force: true });
   }
-  const bundleView = join(view.outDir, 'bundle.cjs');
-  const mapText = sourceMapper(bundle, bundleView, codeDir, map);
+}
 
-  const reportHost = join(outDir, 'build-report.json');
-  await rm(reportHost, { force: true });
+interface BuildContext {
+  readonly started: number;
+  readonly log: Logger;
+  readonly spawn: SnapshotSpawn;
+  readonly outDir: string;
+  readonly work: string;
+  readonly view: { nodeBinary: string; runtimeDir: string; taskRoot: string; outDir: string; optDir: string | undefined; bundlerDir: string | undefined };
+  readonly flags: string[];
+  readonly remaining: () => number;
+  readonly major: number;
+}
+
+async function runBuild(opts: BuildSnapshotOptions, c: BuildContext): Promise<SnapshotBuildResult> {
+  const { started, log, spawn, outDir, work, view, flags, remaining } = c;
+  const env = buildEnv(opts.env);
+  const probeEnv = { PATH: env.PATH ?? '/usr/bin:/bin' };
   const entry = join(view.runtimeDir, SNAPSHOT_ENTRY);
   let builder: string[];
   if (opts.codeCache === false) {
     // --build-snapshot-config (Node >= 21.6) takes the entry from the file; the entry's own argv follows `--`.
-    await writeFile(join(outDir, 'snapshot-config.json'), JSON.stringify({ builder: entry, withoutCodeCache: true }));
+    await writeInput(work, 'snapshot-config.json', JSON.stringify({ builder: entry, withoutCodeCache: true }));
     builder = ['--build-snapshot-config', join(view.outDir, 'snapshot-config.json'), '--'];
   } else {
     builder = ['--build-snapshot', entry];
   }
+  // Bundling (in a process of its own), the built-ins probe and the binary's identity, side by side; one
+  // Promise.all from the start, so a step that fails early is never an unhandled rejection.
+  const identityPromise = binaryIdentityOf(opts.nodeBinary, 'unknown');
+  const [identity0, bundle, builtins] = await Promise.all([
+    identityPromise,
+    bundleStep({
+      spawn,
+      nodeBinary: view.nodeBinary,
+      ...(view.bundlerDir === undefined ? {} : { bundlerDir: view.bundlerDir }),
+      codeDir: view.taskRoot,
+      ...(view.optDir === undefined ? {} : { optDir: view.optDir }),
+      outDir: view.outDir,
+      hostOutDir: work,
+      handler: opts.handler,
+      nodeMajor: c.major,
+      minify: opts.minify ?? false,
+      timeoutMs: remaining(),
+    }),
+    identityPromise.then((id) => probeBuiltins(spawn, view.nodeBinary, view.runtimeDir, view.outDir, work, probeEnv, view.outDir, id.sha256, remaining())),
+  ]);
+  // The source map is read before Init runs (Init could replace it afterwards).
+  let map: SourceMap | undefined;
+  if (bundle.mapFile !== undefined) {
+    try {
+      const text = await readOutput(work, 'bundle.cjs.map', MAX_MAP_BYTES);
+      map = text === undefined ? undefined : new SourceMap(JSON.parse(text.toString('utf8')) as SourceMapPayload);
+    } catch {
+      map = undefined;
+    }
+  }
+  const nodeVersion = probedVersion(builtins);
+  const identity = { ...identity0, version: nodeVersion };
+  const bundleView = join(view.outDir, 'bundle.cjs');
+  const mapText = sourceMapper(bundleView, view.taskRoot, map);
+
   const argv = [
     view.nodeBinary,
     ...flags,
@@ -331,8 +387,10 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
 
   let report: BuildReport | undefined;
   try {
-    report = parseBuildReport(await readFile(reportHost, 'utf8'));
-  } catch {
+    const text = await readOutput(work, 'build-report.json', MAX_REPORT_BYTES);
+    report = text === undefined ? undefined : parseBuildReport(text.toString('utf8'));
+  } catch (err) {
+    if (err instanceof SnapshotBuildError) return fail(err);
     report = undefined;
   }
   if (run.timedOut) {
@@ -360,19 +418,15 @@ export async function buildSnapshot(opts: BuildSnapshotOptions): Promise<Snapsho
   }
 
   const blobPath = join(outDir, BLOB_FILE);
-  let sizeBytes: number;
+  let copied: { sha256: string; sizeBytes: number } | undefined;
   try {
-    sizeBytes = (await stat(blobPath)).size;
-  } catch {
-    return fail(new SnapshotBuildError('BuildCrashed', 'The runtime reported success but wrote no snapshot'));
+    copied = await copyOutput(work, BLOB_FILE, blobPath, MAX_BLOB_BYTES);
+  } catch (err) {
+    if (err instanceof SnapshotBuildError) return fail(err);
+    throw err;
   }
-  const fh = await open(blobPath, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  const sha256 = await sha256File(blobPath);
+  if (copied === undefined || copied.sizeBytes === 0) return fail(new SnapshotBuildError('BuildCrashed', 'The runtime reported success but wrote no snapshot'));
+  const { sha256, sizeBytes } = copied;
   const buildMs = performance.now() - started;
   const manifest: SnapshotManifest = {
     format: 1,

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
-import { silentLogger, type Logger } from '../util/log.js';
+import type { Logger } from '../util/log.js';
 import { SnapshotBuildError } from './errors.js';
 
 /**
@@ -24,6 +24,11 @@ import { SnapshotBuildError } from './errors.js';
  *
  * Every bundled file keeps its own `__dirname`, `__filename` and `import.meta.url`, as seen inside the sandbox
  * (`taskRoot`), so code that reads files next to itself keeps working.
+ *
+ * The platform runs this inside the build sandbox (bundle-sandbox.ts), where only the code and the layers are
+ * there to read. As a second line, nothing outside the code and layer directories is bundled: a relative or
+ * absolute import that leaves them fails the bundle (decided on the path as written, before anything is read,
+ * so the answer says nothing about what exists there), and so does a file reached through a symbolic link.
  */
 
 export interface BundleOptions {
@@ -101,17 +106,22 @@ export function parseHandler(handler: string): ParsedHandler {
 /** The handler's source file, in the runtime's order: as named, `.js`, `.mjs`, `.cjs`, then Node's resolution. */
 function resolveHandlerFile(codeDir: string, h: ParsedHandler): string {
   const file = resolve(codeDir, h.moduleRoot, h.moduleName);
+  const missing = (cause?: unknown): SnapshotBuildError =>
+    new SnapshotBuildError('InitFailed', `Error: Cannot find module '${h.moduleName}'`, { errorType: 'Runtime.ImportModuleError', cause });
+  if (toTaskPath(codeDir, '/', file) === undefined) throw missing();
   const isFile = (p: string): boolean => existsSync(p) && statSync(p).isFile();
-  for (const candidate of [file, `${file}.js`, `${file}.mjs`, `${file}.cjs`]) if (isFile(candidate)) return candidate;
-  const req = createRequire(join(codeDir, '__thaw_resolve__.js'));
-  try {
-    return req.resolve(existsSync(file) ? file : h.moduleName, { paths: [codeDir, resolve(codeDir, h.moduleRoot)] });
-  } catch (err) {
-    throw new SnapshotBuildError('InitFailed', `Error: Cannot find module '${h.moduleName}'`, {
-      errorType: 'Runtime.ImportModuleError',
-      cause: err,
-    });
+  let found = [file, `${file}.js`, `${file}.mjs`, `${file}.cjs`].find(isFile);
+  if (found === undefined) {
+    const req = createRequire(join(codeDir, '__thaw_resolve__.js'));
+    try {
+      found = req.resolve(existsSync(file) ? file : h.moduleName, { paths: [codeDir, resolve(codeDir, h.moduleRoot)] });
+    } catch (err) {
+      throw missing(err);
+    }
   }
+  // Only the function's own files: not a package above the code root, not a symbolic link pointing out of it.
+  if (toTaskPath(codeDir, '/', realpathSync(found)) === undefined) throw missing();
+  return found;
 }
 
 /** Map a host path inside codeDir to the path the runtime sees; undefined for files outside codeDir. */
@@ -188,6 +198,43 @@ export function rewriteLocation(src: string, taskFile: string): string | undefin
   return changed ? out : undefined;
 }
 
+/** Where a host path is relative to the roots, for messages: `index.js`, `/opt/nodejs/x.js`, or undefined (elsewhere). */
+function shown(roots: Roots, hostPath: string): string | undefined {
+  const rel = relative(roots.code.host, hostPath);
+  if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)) return rel.split(sep).join('/');
+  return roots.opt === undefined ? undefined : toTaskPath(roots.opt.host, roots.opt.view, hostPath);
+}
+
+/**
+ * Nothing outside the code and layers: a relative or absolute import whose path (as written) leaves them fails,
+ * and so does loading a file whose real path is elsewhere (a symbolic link in the code pointing out).
+ */
+function containmentPlugin(roots: Roots): esbuild.Plugin {
+  const inside = (p: string): boolean => viewPath(roots, p) !== undefined;
+  const outside = (what: string, importer: string): esbuild.PartialMessage => ({
+    text: `${shown(roots, importer) ?? 'a file'} imports ${what}, which is outside the function's code and layers`,
+  });
+  return {
+    name: 'thaw-containment',
+    setup(build) {
+      build.onResolve({ filter: /^(?:\.|\/|file:)/ }, (args) => {
+        if (args.kind === 'entry-point') return undefined;
+        let target: string;
+        try {
+          target = args.path.startsWith('file:') ? new URL(args.path).pathname : resolve(args.resolveDir, args.path);
+        } catch {
+          return { errors: [outside(JSON.stringify(args.path), args.importer)] };
+        }
+        return inside(target) ? undefined : { errors: [outside(JSON.stringify(args.path), args.importer)] };
+      });
+      build.onLoad({ filter: /.*/ }, (args) => {
+        if (args.namespace !== 'file' || inside(args.path)) return undefined;
+        return { errors: [{ text: `a file of the function resolves (through a symbolic link or a package path) outside the function's code and layers` }] };
+      });
+    },
+  };
+}
+
 function locationPlugin(roots: Roots): esbuild.Plugin {
   return {
     name: 'thaw-location',
@@ -217,8 +264,10 @@ function nativeAddonPlugin(roots: Roots, found: Set<string>): esbuild.Plugin {
   };
 }
 
-function formatMessage(m: esbuild.Message, codeDir: string): string {
-  const loc = m.location === null ? '' : `${relative(codeDir, resolve(codeDir, m.location.file))}:${m.location.line}:${m.location.column + 1}: `;
+/** A message with its location relative to the code root (or the layers); a location elsewhere is left out. */
+function formatMessage(m: esbuild.Message, roots: Roots): string {
+  const file = m.location === null ? undefined : shown(roots, resolve(roots.code.host, m.location.file));
+  const loc = m.location === null || file === undefined ? '' : `${file}:${m.location.line}:${m.location.column + 1}: `;
   return `${loc}${m.text}`;
 }
 
@@ -246,15 +295,15 @@ async function writeSynced(file: string, data: Uint8Array): Promise<void> {
 /** Bundle a handler into one CommonJS file; throws SnapshotBuildError('BundleFailed' | 'InitFailed'). */
 export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> {
   const started = performance.now();
-  const log = opts.logger ?? silentLogger;
-  const codeDir = resolve(opts.codeDir);
+  const log = opts.logger;
+  const codeDir = realpathSync(resolve(opts.codeDir));
   const taskRoot = opts.taskRoot ?? '/var/task';
   const parsed = parseHandler(opts.handler);
   const entry = resolveHandlerFile(codeDir, parsed);
   const taskFile = toTaskPath(codeDir, taskRoot, entry) ?? entry;
   const addons = new Set<string>();
   let external = [HOOKS_MODULE];
-  const optDir = opts.optDir === undefined ? undefined : resolve(opts.optDir);
+  const optDir = opts.optDir === undefined ? undefined : realpathSync(resolve(opts.optDir));
   const roots: Roots = {
     code: { host: codeDir, view: taskRoot },
     ...(optDir === undefined ? {} : { opt: { host: optDir, view: opts.optRoot ?? '/opt' } }),
@@ -283,7 +332,7 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
         logLevel: 'silent',
         external,
         nodePaths,
-        plugins: [nativeAddonPlugin(roots, addons), locationPlugin(roots)],
+        plugins: [containmentPlugin(roots), nativeAddonPlugin(roots, addons), locationPlugin(roots)],
       });
     } catch (err) {
       const errors = (err as esbuild.BuildFailure).errors;
@@ -291,16 +340,16 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
       const missing = unresolved(errors);
       if (missing !== undefined && attempt === 0) {
         // Like a plain start, a module that does not exist only fails if Init actually requires it.
-        log.debug({ missing }, 'snapshot bundle: unresolved imports left external');
+        log?.debug({ missing }, 'snapshot bundle: unresolved imports left external');
         external = [...external, ...missing];
         continue;
       }
-      const details = errors.map((e) => formatMessage(e, codeDir));
+      const details = errors.map((e) => formatMessage(e, roots));
       const tla = errors.find((e) => e.text.startsWith('Top-level await'));
       const message =
         tla === undefined
           ? `SnapStart could not bundle the function: ${details[0] ?? 'unknown error'}${details.length > 1 ? ` (and ${details.length - 1} more)` : ''}`
-          : `SnapStart for Node does not support top-level await (${formatMessage(tla, codeDir).split(': ')[0]}): do asynchronous Init in a beforeCheckpoint hook instead (see SnapStart runtime hooks)`;
+          : `SnapStart for Node does not support top-level await (${formatMessage(tla, roots).split(': ')[0]}): do asynchronous Init in a beforeCheckpoint hook instead (see SnapStart runtime hooks)`;
       throw new SnapshotBuildError('BundleFailed', message, { details, cause: err });
     }
   }
@@ -310,7 +359,7 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
   if (out === undefined) throw new SnapshotBuildError('BundleFailed', 'SnapStart could not bundle the function: esbuild produced no output');
   await writeSynced(opts.outFile, out.contents);
   if (map !== undefined) await writeSynced(`${opts.outFile}.map`, map.contents);
-  const warnings = result.warnings.map((w) => formatMessage(w, codeDir));
+  const warnings = result.warnings.map((w) => formatMessage(w, roots));
   const externals = [...addons, ...external.filter((e) => e !== HOOKS_MODULE)];
   const res: BundleResult = {
     file: opts.outFile,
@@ -324,7 +373,7 @@ export async function bundleHandler(opts: BundleOptions): Promise<BundleResult> 
     warnings,
     durationMs: performance.now() - started,
   };
-  log.debug({ file: res.file, sizeBytes: res.sizeBytes, inputs: res.inputs, externals, warnings: warnings.length, ms: Math.round(res.durationMs) }, 'snapshot bundle written');
+  log?.debug({ file: res.file, sizeBytes: res.sizeBytes, inputs: res.inputs, externals, warnings: warnings.length, ms: Math.round(res.durationMs) }, 'snapshot bundle written');
   return res;
 }
 

@@ -16,6 +16,11 @@ export const SNAPSHOT_BUILD_ERRORS = {
   Unsupported: { kind: 'user', stateReasonCode: 'FunctionError' },
   /** Init and the beforeCheckpoint hooks did not finish in time. */
   Timeout: { kind: 'user', stateReasonCode: 'FunctionError' },
+  /**
+   * What the build left in its output directory is not what the runtime writes there: a symbolic or hard link,
+   * a FIFO, device or directory, or a file over its size limit. Only the function's Init can do that.
+   */
+  OutputRejected: { kind: 'user', stateReasonCode: 'FunctionError' },
   /** The runtime died or produced no usable snapshot for a reason outside the function's code. */
   BuildCrashed: { kind: 'system', stateReasonCode: 'InternalError' },
 } as const satisfies Record<string, { kind: 'user' | 'system'; stateReasonCode: 'FunctionError' | 'InternalError' }>;

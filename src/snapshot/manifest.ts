@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -75,7 +75,9 @@ export async function binaryIdentityOf(path: string, version: string): Promise<B
 /** Write the manifest atomically (temporary file, fsync, rename, fsync of the directory): the commit point. */
 export async function commitManifest(dir: string, manifest: SnapshotManifest): Promise<void> {
   const tmp = join(dir, `.${MANIFEST_FILE}.tmp`);
-  const fh = await open(tmp, 'w', 0o644);
+  // A new file, never through an existing name or link (the directory is Thaw's own; this is the second line).
+  await rm(tmp, { force: true });
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
   try {
     await fh.writeFile(`${JSON.stringify(manifest, null, 2)}\n`);
     await fh.sync();
@@ -109,6 +111,11 @@ export async function readManifest(dir: string): Promise<SnapshotManifest> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SnapshotVerifyError('ManifestMissing');
     throw err;
   }
+  return parseManifest(text);
+}
+
+/** A manifest's text, checked against the schema; throws SnapshotVerifyError('ManifestInvalid'). */
+export function parseManifest(text: string): SnapshotManifest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

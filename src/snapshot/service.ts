@@ -1,4 +1,5 @@
-import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.js';
@@ -7,9 +8,11 @@ import type { VersionRecord } from '../control/model.js';
 import type { SandboxDriver } from '../sandbox/driver.js';
 import { runtimeTable, type RuntimeDef } from '../worker/runtimes.js';
 import { lambdaEnvironment, type RestoreSource } from '../worker/environment.js';
-import { NODE_RUNTIME_DIR, buildSnapshot, directSpawn, type SnapshotSpawn, type SnapshotSpawnRequest } from './builder.js';
+import { BUILD_SUBDIR, NODE_RUNTIME_DIR, buildSnapshot, directSpawn, type SnapshotSpawn, type SnapshotSpawnRequest } from './builder.js';
+import { BUNDLER_VIEW, bundlerMounts } from './bundle-step.js';
 import { isSnapshotBuildError } from './errors.js';
-import { BLOB_FILE, MANIFEST_FILE, readManifest, verifySnapshot, type VerifiedSnapshot } from './manifest.js';
+import { BLOB_FILE, MANIFEST_FILE, parseManifest, readManifest, verifySnapshot, type VerifiedSnapshot } from './manifest.js';
+import { readOutput } from './outputs.js';
 import type { ReadOptions, Store } from '../store/store.js';
 
 /** Snapshots unused this long are removed (and re-created on demand). */
@@ -82,10 +85,13 @@ export class SnapStart {
     const v = this.queue.shift();
     if (v === undefined) return;
     this.building = true;
-    void this.build(v).finally(() => {
-      this.building = false;
-      this.pump();
-    });
+    // A build never takes the server down: whatever escapes build() is logged and the queue goes on.
+    void this.build(v)
+      .catch((err: unknown) => this.o.logger.error({ fn: v.functionName, version: v.version, err }, 'snapshot build crashed'))
+      .finally(() => {
+        this.building = false;
+        this.pump();
+      });
   }
 
   private async build(v: VersionRecord): Promise<void> {
@@ -96,9 +102,9 @@ export class SnapStart {
     const log = this.o.logger.child({ fn: v.functionName, version: v.version });
     try {
       await rm(out, { recursive: true, force: true });
+      // The build sandbox sees (and may write) only out/.build, never out itself (see builder.ts).
       await mkdir(out, { recursive: true, mode: 0o700 });
       const sandboxed = this.o.driver.isolates;
-      if (sandboxed) await chmod(out, 0o777);
       const optDir = await this.o.optDir?.(v);
       const codeDir = await this.o.codeDir(v.codeSha256);
       const result = await buildSnapshot({
@@ -116,7 +122,7 @@ export class SnapStart {
         ...(sandboxed
           ? {
             spawn: this.sandboxSpawn(v, runtime, codeDir, out, optDir),
-            view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot', optDir: '/opt' },
+            view: { nodeBinary: '/var/lang/bin/node', runtimeDir: '/var/runtime', taskRoot: '/var/task', outDir: '/var/snapshot', optDir: '/opt', bundlerDir: `${BUNDLER_VIEW}/lib` },
           }
           : { spawn: directSpawn }),
       });
@@ -140,12 +146,13 @@ export class SnapStart {
   /**
    * Snapshots hold what Init read (secrets included). The parent directories are Thaw's alone (0700); the
    * snapshot directory itself stays traversable because restored environments (an unprivileged user) mount it.
+   * Only the two files Thaw writes there itself are made readable; no build process ever sees this directory.
    */
   private async seal(dir: string): Promise<void> {
     await chmod(dir, 0o755);
-    for (const f of await readdir(dir)) {
-      await chown(join(dir, f), 0, 0).catch(() => undefined);
-      await chmod(join(dir, f), 0o644);
+    for (const f of [BLOB_FILE, MANIFEST_FILE]) {
+      const st = await lstat(join(dir, f)).catch(() => undefined);
+      if (st?.isFile() === true) await chmod(join(dir, f), 0o644);
     }
   }
 
@@ -180,8 +187,13 @@ export class SnapStart {
       for (const version of await readdir(join(legacy, fn)).catch(() => [] as string[])) {
         const dir = join(legacy, fn, version);
         try {
-          const s = await verifySnapshot(dir);
-          await this.o.store.putBlob(SnapStart.artifact(fn, version), 'snapshot', await readFile(s.blobPath), { snapshot: s.manifest });
+          // Written by a build that could write there too: read like build outputs (no links, regular files).
+          const text = await readOutput(dir, MANIFEST_FILE, 1024 * 1024);
+          const blob = await readOutput(dir, BLOB_FILE, 2 * 1024 * 1024 * 1024);
+          if (text === undefined || blob === undefined) throw new Error('manifest or blob missing');
+          const manifest = parseManifest(text.toString('utf8'));
+          if (createHash('sha256').update(blob).digest('hex') !== manifest.blob.sha256) throw new Error('blob checksum mismatch');
+          await this.o.store.putBlob(SnapStart.artifact(fn, version), 'snapshot', blob, { snapshot: manifest });
         } catch (err) {
           this.o.logger.warn({ fn, version, err }, 'legacy snapshot not imported (it will be re-created)');
         }
@@ -198,7 +210,8 @@ export class SnapStart {
         ...(optDir === undefined ? [] : [{ host: optDir, sandbox: '/opt' }]),
         ...runtime.mounts.filter((m) => m.sandbox !== '/var/runtime'),
         { host: NODE_RUNTIME_DIR, sandbox: '/var/runtime' },
-        { host: out, sandbox: '/var/snapshot', writable: true },
+        ...bundlerMounts(),
+        { host: join(out, BUILD_SUBDIR), sandbox: '/var/snapshot', writable: true },
       ];
       const sb = await this.o.driver.start({
         id: `snap-${Math.random().toString(16).slice(2, 10)}`,
