@@ -329,11 +329,11 @@ async function runBuild(opts: BuildSnapshotOptions, c: BuildContext): Promise<Sn
   } else {
     builder = ['--build-snapshot', entry];
   }
-  // Bundling (in a process of its own), the built-ins probe and the binary's identity, side by side; one
-  // Promise.all from the start, so a step that fails early is never an unhandled rejection.
+  // Bundling (in a process of its own), the built-ins probe and the binary's identity, side by side. All are
+  // awaited to the end before anything else happens (the scratch directory is removed after a failure, and a
+  // step failing early must be neither an unhandled rejection nor a process still writing there).
   const identityPromise = binaryIdentityOf(opts.nodeBinary, 'unknown');
-  const [identity0, bundle, builtins] = await Promise.all([
-    identityPromise,
+  const [bundled, identified, probed] = await Promise.allSettled([
     bundleStep({
       spawn,
       nodeBinary: view.nodeBinary,
@@ -347,8 +347,13 @@ async function runBuild(opts: BuildSnapshotOptions, c: BuildContext): Promise<Sn
       minify: opts.minify ?? false,
       timeoutMs: remaining(),
     }),
+    identityPromise,
     identityPromise.then((id) => probeBuiltins(spawn, view.nodeBinary, view.runtimeDir, view.outDir, work, probeEnv, view.outDir, id.sha256, remaining())),
   ]);
+  if (bundled.status === 'rejected') throw bundled.reason;
+  if (identified.status === 'rejected') throw identified.reason;
+  if (probed.status === 'rejected') throw probed.reason;
+  const [bundle, identity0, builtins] = [bundled.value, identified.value, probed.value];
   // The source map is read before Init runs (Init could replace it afterwards).
   let map: SourceMap | undefined;
   if (bundle.mapFile !== undefined) {
