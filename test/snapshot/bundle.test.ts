@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -203,5 +203,65 @@ exports.never = () => require('never-installed');
     const map = JSON.parse(await readFile(result.mapFile, 'utf8')) as { sources: string[] };
     assert.ok(map.sources.some((s) => s.endsWith('index.js')));
     assert.ok(pathToFileURL(result.file).href.startsWith('file://'));
+  });
+});
+
+/**
+ * The second line behind the build sandbox: even run on the host, the bundler reads nothing outside the code
+ * and layer directories, and its messages do not tell what exists there.
+ */
+describe('containment', () => {
+  const outside = /outside the function's code and layers/;
+
+  test('/proc/self/environ as text, an absolute path and a relative path out of the code are refused', async () => {
+    const root = await tempDir('outside');
+    const secret = path.join(root, 'secret.json');
+    await writeFile(secret, JSON.stringify({ secret: 'host' }));
+    for (const src of [
+      `import env from '/proc/self/environ' with { type: 'text' };\nexport const handler = async () => env;\n`,
+      `const s = require(${JSON.stringify(secret)});\nexports.handler = async () => s;\n`,
+      `const s = require('../../../../../../../..${secret}');\nexports.handler = async () => s;\n`,
+      `const s = require('file://${secret}');\nexports.handler = async () => s;\n`,
+    ]) {
+      const name = src.startsWith('import') ? 'index.mjs' : 'index.js';
+      const err = await bundleError({ [name]: src }, 'index.handler');
+      assert.equal(err.code, 'BundleFailed', err.message);
+      assert.match(err.userMessage, outside);
+      assert.ok(!err.userMessage.includes('"host"'));
+    }
+  });
+
+  test('an existing and a missing path outside the code give the same answer', async () => {
+    const root = await tempDir('oracle');
+    const there = path.join(root, 'there.json');
+    await writeFile(there, '{}');
+    const msgs: string[] = [];
+    for (const p of [there, path.join(root, 'not-there.json')]) {
+      const spec = `../../../../../../../..${p}`;
+      const err = await bundleError({ 'index.js': `require(${JSON.stringify(spec)});\nexports.handler = async () => 1;\n` }, 'index.handler');
+      msgs.push(err.userMessage.replace(spec, '<spec>'));
+    }
+    assert.equal(msgs[0], msgs[1]);
+    assert.match(msgs[0] ?? '', outside);
+  });
+
+  test('a symbolic link in the code that points out of it is refused, as a module and as the handler', async () => {
+    const root = await tempDir('links');
+    const secret = path.join(root, 'secret.js');
+    await writeFile(secret, 'module.exports = "host secret";\n');
+    const codeDir = path.join(root, 'code');
+    await writeFiles(codeDir, { 'index.js': `const s = require('./lib.js');\nexports.handler = async () => s;\n` });
+    await symlink(secret, path.join(codeDir, 'lib.js'));
+    await symlink(secret, path.join(codeDir, 'entry.js'));
+    const outFile = path.join(root, 'bundle.cjs');
+    await assert.rejects(bundleHandler({ codeDir, handler: 'index.handler', nodeMajor: 24, outFile, taskRoot: codeDir }),
+      (e: unknown) => e instanceof SnapshotBuildError && e.code === 'BundleFailed' && outside.test(e.userMessage) && !e.userMessage.includes(root));
+    await assert.rejects(bundleHandler({ codeDir, handler: 'entry.handler', nodeMajor: 24, outFile, taskRoot: codeDir }),
+      (e: unknown) => e instanceof SnapshotBuildError && e.errorType === 'Runtime.ImportModuleError' && !e.userMessage.includes(root));
+  });
+
+  test('a handler named by an absolute path outside the code is not found', async () => {
+    const err = await bundleError({ 'index.js': 'exports.handler = async () => 1;\n' }, '/etc/passwd.handler');
+    assert.equal(err.errorType, 'Runtime.ImportModuleError');
   });
 });
