@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chownSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -231,4 +231,41 @@ test('a function that bundles and imports its own files and text still works', a
   assert.equal(c.State, 'Active', JSON.stringify(c));
   assert.deepEqual(await invoke('own-files'), { data: 'hello', n: 7 });
   assertHostUntouched(c);
+});
+
+/** Host processes descended from this one, with their command lines. */
+function descendants(pid = process.pid): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tasks) {
+    let kids: number[] = [];
+    try {
+      kids = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter((s) => s !== '').map(Number);
+    } catch {
+      continue;
+    }
+    for (const k of kids) {
+      let cmd = '';
+      try {
+        cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0').join(' ');
+      } catch {
+        // Gone.
+      }
+      out.push({ pid: k, cmd }, ...descendants(k));
+    }
+  }
+  return out;
+}
+
+test('the server never bundles in its own process: after a build no esbuild service runs among its processes', async () => {
+  const c = await publish('no-esbuild-here', { 'index.js': 'exports.handler = async () => "bundled elsewhere";' });
+  assert.equal(c.State, 'Active', JSON.stringify(c));
+  assert.equal(await invoke('no-esbuild-here'), 'bundled elsewhere');
+  const esbuilds = descendants().filter((p) => /esbuild/.test(p.cmd));
+  assert.deepEqual(esbuilds, [], 'esbuild (whose JS API keeps its service process for the life of the process that used it) never ran here');
 });
