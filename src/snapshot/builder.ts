@@ -129,7 +129,8 @@ const TAIL_BYTES = 64 * 1024;
 /** The scratch directory under outDir that the build's processes write (and a build sandbox mounts). */
 export const BUILD_SUBDIR = '.build';
 /** Size limits on what the host reads back from the scratch directory. */
-const MAX_BLOB_BYTES = 2 * 1024 * 1024 * 1024;
+/** The blob is read back into one Buffer by the store (readFile's limit is 2 GiB - 1). */
+const MAX_BLOB_BYTES = 2 * 1024 * 1024 * 1024 - 1;
 const MAX_REPORT_BYTES = 1024 * 1024;
 const MAX_BUILTINS_BYTES = 16 * 1024 * 1024;
 const MAX_MAP_BYTES = 64 * 1024 * 1024;

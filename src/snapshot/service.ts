@@ -189,7 +189,7 @@ export class SnapStart {
         try {
           // Written by a build that could write there too: read like build outputs (no links, regular files).
           const text = await readOutput(dir, MANIFEST_FILE, 1024 * 1024);
-          const blob = await readOutput(dir, BLOB_FILE, 2 * 1024 * 1024 * 1024);
+          const blob = await readOutput(dir, BLOB_FILE, 2 * 1024 * 1024 * 1024 - 1);
           if (text === undefined || blob === undefined) throw new Error('manifest or blob missing');
           const manifest = parseManifest(text.toString('utf8'));
           if (createHash('sha256').update(blob).digest('hex') !== manifest.blob.sha256) throw new Error('blob checksum mismatch');
