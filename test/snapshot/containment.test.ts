@@ -1,12 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chownSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CreateFunctionCommand, GetFunctionConfigurationCommand, InvokeCommand, LambdaClient, PublishVersionCommand, type FunctionConfiguration,
 } from '@aws-sdk/client-lambda';
 import { startThaw, type Thaw } from '../../src/app.js';
+import { NamespacesDriver } from '../../src/sandbox/namespaces.js';
 import { CREDS, ROLE, decode, zipFiles } from '../helpers/server.js';
 
 /**
@@ -268,4 +269,29 @@ test('the server never bundles in its own process: after a build no esbuild serv
   assert.equal(await invoke('no-esbuild-here'), 'bundled elsewhere');
   const esbuilds = descendants().filter((p) => /esbuild/.test(p.cmd));
   assert.deepEqual(esbuilds, [], 'esbuild (whose JS API keeps its service process for the life of the process that used it) never ran here');
+});
+
+// The scratch directory lives in the runtime directory, a tmpfs (/run/thaw or /dev/shm): what a build writes
+// there is charged to the build sandbox's memory cgroup, so it cannot fill the host beyond the build's limit.
+test('what a build sandbox writes into its scratch directory counts against its memory limit', async () => {
+  const base = mkdtempSync('/dev/shm/thaw-containment-fill-');
+  try {
+    const work = join(base, '.build');
+    mkdirSync(work);
+    chmodSync(work, 0o777);
+    const sb = await new NamespacesDriver().start({
+      id: `fill-${process.pid}`,
+      mounts: [{ host: work, sandbox: '/var/snapshot', writable: true }],
+      argv: ['/bin/sh', '-c', 'dd if=/dev/zero of=/var/snapshot/junk bs=1M count=256 2>/dev/null'],
+      env: { PATH: '/usr/bin:/bin' },
+      cwd: '/',
+      limits: { memoryBytes: 64 * 1024 * 1024, pids: 64, cpuShares: 1024, tmpBytes: 16 * 1024 * 1024 },
+    });
+    const exit = await sb.exited;
+    await sb.destroy();
+    assert.equal(exit.oomKilled, true, JSON.stringify(exit));
+    assert.ok(statSync(join(work, 'junk')).size <= 64 * 1024 * 1024);
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
 });
