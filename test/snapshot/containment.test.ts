@@ -37,7 +37,7 @@ let canaryBefore: FileState;
 before(async () => {
   process.env.THAW_CONTAINMENT_SECRET = SECRET;
   dataDir = mkdtempSync(join(tmpdir(), 'thaw-containment-'));
-  thaw = await startThaw({ port: 0, dataDir, credentials: CREDS, ...(process.env.DEBUG_LOG ? { logger: (await import('../../src/util/log.js')).createLogger('warn') } : {}) });
+  thaw = await startThaw({ port: 0, dataDir, credentials: CREDS });
   client = new LambdaClient({ endpoint: thaw.url, region: 'us-east-1', credentials: CREDS, maxAttempts: 1 });
   storeKey = join(dataDir, 'store.key');
   const hostDir = mkdtempSync(join(tmpdir(), 'thaw-containment-host-'));
