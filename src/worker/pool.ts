@@ -230,13 +230,18 @@ export class Pool {
     const deadline = Date.now() + (this.o.capacityWaitMs ?? 10_000);
     while (!(await this.reserveRoom(bytes, deadline)));
     let env: Environment;
+    let restore: RestoreSource | undefined;
+    let optDir: string | undefined;
+    let codeCache: CodeCacheHandle | undefined;
+    let codeDir: string;
     try {
-      const restore = await this.o.snapshots?.(version);
-      const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
-      const codeCache = await this.codeCacheFor(version, runtime, optDir);
+      restore = await this.o.snapshots?.(version);
+      optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
+      codeCache = await this.codeCacheFor(version, runtime, optDir);
+      codeDir = await this.o.codeDir(version.codeSha256);
       const made: Environment = this.makeEnvironment(runtime, {
         version,
-        codeDir: await this.o.codeDir(version.codeSha256),
+        codeDir,
         ...(optDir === undefined ? {} : { optDir }),
         provisioned: true,
         onStopped: () => this.lost(made),
@@ -260,6 +265,7 @@ export class Pool {
       void env.stop();
       throw new ThawError('ServiceUnavailable', 'The environment stopped before it was ready.');
     }
+    if (restore === undefined && codeCache !== undefined && codeCache.get() === undefined) this.produceCodeCache(version, runtime, codeDir, optDir);
     this.provisioned.set(env, onLost);
     const key = keyOf(version);
     let list = this.provisionedIdle.get(key);
