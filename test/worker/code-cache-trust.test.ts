@@ -62,7 +62,18 @@ function post(body, declared) {
   });
 }
 
+/** With ATTACK_AT_INIT, Init uploads too, unless this is the trusted step that runs the version's own Init. */
+const atInit = (async () => {
+  if (process.env.ATTACK_AT_INIT !== '1') return undefined;
+  const asked = await new Promise((resolve) => {
+    http.get({ socketPath: SOCKET, path: PATH }, (res) => { res.resume(); resolve(res.headers['thaw-code-cache']); }).on('error', () => resolve('error'));
+  });
+  if (asked === 'produce') return undefined;
+  return post(crafted().body);
+})();
+
 exports.handler = async (event) => {
+  if (event.attack === 'init') return { value, atInit: await atInit };
   if (event.attack === 'upload') {
     const c = crafted();
     return { value, sameLength: c.sameLength, upload: await post(c.body) };
@@ -164,4 +175,19 @@ test('after a restart, cold starts begin with the stored cache of their version 
   }
   await attack('victim');
   await coldUntilCached('victim');
+});
+
+test('an upload made during the Init of an environment that serves invocations is refused too', { skip }, async () => {
+  await client.send(new CreateFunctionCommand({ FunctionName: 'early', Runtime: 'nodejs24.x', Role: ROLE, Handler: 'index.handler', Timeout: 10, Environment: { Variables: { ATTACK_AT_INIT: '1' } }, Code: { ZipFile: await zipFiles(FILES) } }));
+  let cached = false;
+  for (let i = 0; i < 40 && !cached; i++) {
+    await drain('early');
+    const { out, path } = await invoke('early', { attack: 'init' });
+    const r = out as { value: string; atInit: { status: number; errorType?: string } };
+    assert.equal(r.value, 'good', `cold start ${i} (${path ?? '?'})`);
+    assert.deepEqual(r.atInit, { ...r.atInit, status: 403, errorType: 'CodeCacheRefused' });
+    cached = path?.includes('code-cache') === true;
+    if (!cached) await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.ok(cached, 'a cold start began with the cache the trusted step made');
 });
