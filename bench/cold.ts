@@ -82,7 +82,7 @@ try {
     }
     if (state !== 'Active') throw new Error(`${fx}: snapshot ${state}`);
     const snapshotBuildMs = ms(t0);
-    // One warm-up cold start each: the fast path produces its code cache here.
+    // One warm-up cold start each: after it, the fast path's trusted step makes the version's code cache.
     await coldInvoke(plain, fx);
     await coldInvoke(fast, fx);
     await coldInvoke(fast, fx, '1');

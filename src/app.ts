@@ -133,7 +133,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const referenced = new Set([...registry.referencedCode(), ...layers.referencedCode()]);
   await code.collect(referenced);
   const codeCaches = o.codeCache ?? true ? new CodeCacheStore(store, logger, undefined, (key) => traces.forCodeCache(key)) : undefined;
-  await codeCaches?.importLegacy(dataDir);
+  codeCaches?.dropLegacy(dataDir);
   codeCaches?.collect(referenced);
   // Layers merged for /opt are decrypted code too: under the runtime directory.
   const opt = new OptDirs(join(runtimeDir, 'opt'), logger);

@@ -59,6 +59,11 @@ export interface EnvironmentPort {
   specialize?(signal: AbortSignal): Promise<Readonly<Record<string, string>>>;
   /** GET /runtime/thaw/code-cache: the post-init code cache of this version, and whether to produce one. */
   codeCache?(): { readonly data?: Buffer; readonly produce: boolean };
+  /**
+   * POST /runtime/thaw/code-cache: how many bytes of code cache this environment may upload now; 0 (or absent)
+   * refuses the upload before its body is read. Only the environment asked to produce one gets more than 0, once.
+   */
+  codeCacheLimit?(): number;
   /** POST /runtime/thaw/code-cache: the runtime uploads the code cache it produced after Init. */
   storeCodeCache?(data: Buffer): RuntimeApiResult;
 }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { silentLogger, type Logger } from '../util/log.js';
+import { receiveCodeCache } from './code-cache-upload.js';
 import {
   MAX_RUNTIME_RESPONSE_BYTES,
   type EnvironmentPort,
@@ -163,8 +164,6 @@ type TaggedSocket = net.Socket & { [ENV]?: Env };
 
 const PREFIX = '/2018-06-01/runtime/';
 const INVOCATION = 'invocation/';
-/** Largest code cache a runtime may upload. */
-const MAX_CODE_CACHE_BYTES = 256 * 1024 * 1024;
 const ERROR_TYPE_HEADER = 'lambda-runtime-function-error-type';
 
 const ACCEPTED_BODY = Buffer.from('{"status":"OK"}');
@@ -365,13 +364,13 @@ export class RuntimeApiServer {
         return;
       }
       case 'code-cache-post':
-        readBody(req, (body) => {
+        receiveCodeCache(req, res, env.port.codeCacheLimit?.() ?? 0, (body) => {
           if (env.closed) {
             res.destroy();
             return;
           }
-          sendResult(res, body === null ? RAPI_ERRORS.RequestEntityTooLarge : (env.port.storeCodeCache?.(body) ?? ACCEPTED));
-        }, MAX_CODE_CACHE_BYTES);
+          sendResult(res, env.port.storeCodeCache?.(body) ?? ACCEPTED);
+        });
         return;
     }
   }

@@ -8,6 +8,16 @@ import { StoreError } from './errors.js';
 import { parseManifest, type BlobManifest, type Manifest, type TreeManifest } from './manifest.js';
 import { packBuffer, packTree, unpackTree } from './pack.js';
 
+/**
+ * Most chunks one access trace holds (4 GiB of 512 KiB chunks: more than a version's code, layers, code cache
+ * and snapshot together). A trace holds only hashes of chunks the server itself read from artifacts it stored,
+ * in the order it read them; a function influences one only through the size of what it produced (its
+ * snapshot, its code cache), so this bound keeps traces small whatever those were.
+ */
+export const MAX_TRACE_CHUNKS = 8192;
+/** A chunk's plaintext SHA-256, as traces name chunks. */
+export const TRACE_HASH = /^[0-9a-f]{64}$/;
+
 export type ArtifactKind = 'code' | 'code-zip' | 'code-cache' | 'snapshot' | 'layer';
 
 export interface ReadOptions {
@@ -207,9 +217,19 @@ export class Store {
 
   // ---- access traces ----
 
+  /** A stored trace: chunk hashes only, at most MAX_TRACE_CHUNKS; a row of any other shape reads as none. */
   trace(key: string): string[] | undefined {
     const t = this.db.prepare('SELECT chunks FROM store_traces WHERE name = ?').pluck().get(key) as string | undefined;
-    return t === undefined ? undefined : (JSON.parse(t) as string[]);
+    if (t === undefined) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(t);
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(parsed)) return undefined;
+    const hashes = parsed.slice(0, MAX_TRACE_CHUNKS);
+    return hashes.every((h): h is string => typeof h === 'string' && TRACE_HASH.test(h)) ? hashes : undefined;
   }
 
   saveTrace(key: string, hashes: readonly string[]): void {

@@ -1,6 +1,6 @@
 import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
-import type { ReadOptions, Store } from './store.js';
+import { MAX_TRACE_CHUNKS, TRACE_HASH, type ReadOptions, type Store } from './store.js';
 
 /** What a cold start of a version reads: its code package, the code caches of it, its snapshot. */
 export interface StartSubject {
@@ -62,7 +62,7 @@ export class AccessTraces {
     return {
       onChunk: (h) => {
         for (const r of recs) {
-          if (r.seen.has(h)) continue;
+          if (r.seen.has(h) || r.hashes.length >= MAX_TRACE_CHUNKS || !TRACE_HASH.test(h)) continue;
           r.seen.add(h);
           r.hashes.push(h);
           this.save(r);

@@ -13,6 +13,7 @@ import type { RuntimeDef } from './runtimes.js';
 import { RESTORE_ENV, restoreArgv } from '../snapshot/restore.js';
 import { LineSplitter } from './lines.js';
 import type { CodeCacheHandle } from './code-cache.js';
+import type { CodeCacheSink } from './code-cache-producer.js';
 import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js';
 
 /**
@@ -66,6 +67,8 @@ export interface EnvironmentOptions {
   readonly shutdownGraceMs?: number;
   /** The post-init code cache of this version (Node runtimes). */
   readonly codeCache?: CodeCacheHandle;
+  /** Set only for the trusted step that produces a version's code cache: the one upload it may make goes here. */
+  readonly produceCodeCache?: CodeCacheSink;
   /** Called once when the environment has stopped and released its sandbox. */
   readonly onStopped?: () => void;
   /** Start by restoring this SnapStart snapshot instead of running Init. */
@@ -97,6 +100,8 @@ interface Current {
   onResponse?: (r: { payload: Buffer; functionError?: 'Unhandled' }) => void;
 }
 
+
+const CODE_CACHE_REFUSED: RuntimeApiResult = Object.freeze({ status: 403, errorType: 'CodeCacheRefused', errorMessage: 'This environment was not asked for a code cache' });
 
 export class Environment implements EnvironmentPort {
   readonly id = `e${randomBytes(8).toString('hex')}`;
@@ -493,18 +498,23 @@ export class Environment implements EnvironmentPort {
   }
 
   codeCache(): { data?: Buffer; produce: boolean } {
-    const h = this.codeCacheHandle;
-    if (h === undefined || this.state !== 'initializing') return { produce: false };
-    const data = h.get();
-    if (data !== undefined) {
-      this.startPath.add('code-cache');
-      return { data, produce: false };
-    }
-    return { produce: h.claim() };
+    if (this.state !== 'initializing') return { produce: false };
+    if (this.o.produceCodeCache !== undefined) return { produce: !this.o.produceCodeCache.received };
+    const data = this.codeCacheHandle?.get();
+    if (data === undefined) return { produce: false };
+    this.startPath.add('code-cache');
+    return { data, produce: false };
+  }
+
+  codeCacheLimit(): number {
+    const sink = this.o.produceCodeCache;
+    return sink === undefined || sink.received || this.state !== 'initializing' ? 0 : sink.maxBytes;
   }
 
   storeCodeCache(data: Buffer): RuntimeApiResult {
-    this.codeCacheHandle?.put(data);
+    // Only the producer, once, during its Init: any other upload is refused (codeCacheLimit() said so first).
+    if (this.codeCacheLimit() === 0) return CODE_CACHE_REFUSED;
+    this.o.produceCodeCache?.receive(data);
     return ACCEPTED;
   }
 

@@ -6,11 +6,12 @@ import type { RuntimeApiServer } from '../sandbox/runtime-api.js';
 import type { VersionRecord } from '../control/model.js';
 import type { LogStore } from '../logs/store.js';
 import { endLine, reportLine, startLine } from '../logs/format.js';
-import { Environment, InitFailure, type InvokeInput, type InvokeOutcome, type LogEntry, type RestoreSource } from './environment.js';
+import { Environment, InitFailure, type EnvironmentOptions, type InvokeInput, type InvokeOutcome, type LogEntry, type RestoreSource } from './environment.js';
 import { runtimeTable, type RuntimeDef } from './runtimes.js';
 import { StemCells } from './stems.js';
 import type { Metrics } from '../util/metrics.js';
 import { CodeCacheStore, type CodeCacheHandle } from './code-cache.js';
+import { CodeCacheProducer } from './code-cache-producer.js';
 import { FixedKeepAlive, type KeepAlivePolicy } from './keepalive.js';
 import { KeepAliveSchedule } from './keepalive-schedule.js';
 
@@ -97,8 +98,15 @@ export class Pool {
   private readonly provisioned = new Map<Environment, () => void>();
   private readonly provisionedIdle = new Map<string, Environment[]>();
   private readonly keepAlive: KeepAliveSchedule;
+  private readonly producer: CodeCacheProducer;
 
   constructor(private readonly o: PoolOptions) {
+    this.producer = new CodeCacheProducer({
+      // Its Init lines are not the function's: the version's own Init runs in the environments that serve it.
+      make: (p, sink) => this.makeEnvironment(p.runtime, { version: p.version, codeDir: p.codeDir, ...(p.optDir === undefined ? {} : { optDir: p.optDir }), produceCodeCache: sink, onStrayLog: () => undefined }),
+      hasRoom: (bytes) => this.hasRoom(bytes),
+      logger: o.logger,
+    });
     this.keepAlive = new KeepAliveSchedule({
       policy: o.keepAlivePolicy ?? new FixedKeepAlive(o.keepAliveMs),
       fallbackKeepAliveMs: o.keepAliveMs,
@@ -173,12 +181,38 @@ export class Pool {
       if (e instanceof InitFailure) return this.initFailed(version, input, e);
       throw e;
     }
-    return this.run(env, key, input, true, opts.log);
+    const out = await this.run(env, key, input, true, opts.log);
+    if (restore === undefined && codeCache !== undefined && codeCache.get() === undefined) this.produceCodeCache(version, runtime, codeDir, optDir);
+    return out;
+  }
+
+  /** Start the trusted step that makes this version's code cache, unless one exists or is being made. */
+  private produceCodeCache(version: VersionRecord, runtime: RuntimeDef, codeDir: string, optDir: string | undefined): void {
+    const production = this.o.codeCaches?.claim(this.codeCacheKey(version, runtime, optDir));
+    if (production === undefined || this.closed) return;
+    void this.producer.produce({ version, runtime, codeDir, ...(optDir === undefined ? {} : { optDir }), production });
+  }
+
+  private codeCacheKey(version: VersionRecord, runtime: RuntimeDef, optDir: string | undefined): string {
+    return CodeCacheStore.key({
+      functionName: version.functionName,
+      version: version.version,
+      revisionId: version.revisionId,
+      codeIdentity: codeIdentity(version.codeSha256, optDir),
+      codeSha256: version.codeSha256,
+      runtimeId: runtime.id,
+      binaryVersion: runtime.binary.version,
+    });
+  }
+
+  private hasRoom(memoryBytes: number): boolean {
+    const used = [...this.all].reduce((s, e) => s + e.version.config.memoryMb * 1024 * 1024, 0) + this.placing.bytes;
+    return this.all.size + this.placing.count + this.producer.size < this.o.maxEnvironments && used + memoryBytes <= this.o.maxMemoryBytes;
   }
 
   private async codeCacheFor(version: VersionRecord, runtime: RuntimeDef, optDir: string | undefined): Promise<CodeCacheHandle | undefined> {
     return this.o.codeCaches !== undefined && runtime.family === 'nodejs'
-      ? await this.o.codeCaches.handle(CodeCacheStore.key(codeIdentity(version.codeSha256, optDir), runtime.id, runtime.binary.version))
+      ? await this.o.codeCaches.handle(this.codeCacheKey(version, runtime, optDir))
       : undefined;
   }
 
@@ -196,13 +230,18 @@ export class Pool {
     const deadline = Date.now() + (this.o.capacityWaitMs ?? 10_000);
     while (!(await this.reserveRoom(bytes, deadline)));
     let env: Environment;
+    let restore: RestoreSource | undefined;
+    let optDir: string | undefined;
+    let codeCache: CodeCacheHandle | undefined;
+    let codeDir: string;
     try {
-      const restore = await this.o.snapshots?.(version);
-      const optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
-      const codeCache = await this.codeCacheFor(version, runtime, optDir);
+      restore = await this.o.snapshots?.(version);
+      optDir = version.config.layers.length === 0 ? undefined : await this.o.optDir?.(version);
+      codeCache = await this.codeCacheFor(version, runtime, optDir);
+      codeDir = await this.o.codeDir(version.codeSha256);
       const made: Environment = this.makeEnvironment(runtime, {
         version,
-        codeDir: await this.o.codeDir(version.codeSha256),
+        codeDir,
         ...(optDir === undefined ? {} : { optDir }),
         provisioned: true,
         onStopped: () => this.lost(made),
@@ -226,6 +265,7 @@ export class Pool {
       void env.stop();
       throw new ThawError('ServiceUnavailable', 'The environment stopped before it was ready.');
     }
+    if (restore === undefined && codeCache !== undefined && codeCache.get() === undefined) this.produceCodeCache(version, runtime, codeDir, optDir);
     this.provisioned.set(env, onLost);
     const key = keyOf(version);
     let list = this.provisionedIdle.get(key);
@@ -298,7 +338,8 @@ export class Pool {
     if (m[path].length > 9) m[path].shift();
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: { version?: VersionRecord; codeDir?: string; optDir?: string; codeCache?: CodeCacheHandle; onStopped?: () => void; restore?: RestoreSource; provisioned?: boolean }): Environment {
+  private makeEnvironment(runtime: RuntimeDef, extra: Partial<Pick<EnvironmentOptions, 'version' | 'codeDir' | 'optDir' | 'codeCache' | 'produceCodeCache' | 'onStopped' | 'onStrayLog' | 'restore' | 'provisioned'>>): Environment {
+    const { onStrayLog, ...rest } = extra;
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,
@@ -307,11 +348,11 @@ export class Pool {
       region: this.o.region,
       logger: this.o.logger,
       // Lines written outside an invocation belong to the environment's function (none yet for a stem cell).
-      onStrayLog: (entries) => {
+      onStrayLog: onStrayLog ?? ((entries) => {
         if (!env.isStem) this.o.logs.append(env.version.functionName, env.version.version, entries);
-      },
+      }),
       ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
-      ...extra,
+      ...rest,
     });
     return env;
   }
@@ -628,7 +669,7 @@ export class Pool {
     clearInterval(this.reaper);
     this.signalCapacity();
     this.keepAlive.close();
-    await this.stems?.close();
+    await Promise.all([this.stems?.close(), this.producer.close()]);
     this.idle.clear();
     this.provisionedIdle.clear();
     await Promise.all([...this.all].map((e) => e.stop()));

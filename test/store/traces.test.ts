@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { ChunkStore } from '../../src/store/chunk-store.js';
 import { DirTier } from '../../src/store/dir-tier.js';
 import { MemoryTier } from '../../src/store/memory-tier.js';
-import { Store } from '../../src/store/store.js';
+import { MAX_TRACE_CHUNKS, Store, TRACE_HASH } from '../../src/store/store.js';
 import { AccessTraces, type StartSubject } from '../../src/store/traces.js';
 import type { ChunkInfo, ChunkTier } from '../../src/store/tier.js';
 import { CHUNK_SIZE } from '../../src/store/seal.js';
@@ -60,4 +61,28 @@ test('the first cold start records its chunk order; a cold worker prefetches in 
   assert.deepEqual(watched.order, trace.map((h) => cold.chunks.locator(h)), 'each chunk fetched once, in trace order');
   assert.ok(watched.maxActive > 1, 'prefetch runs in parallel');
   assert.equal(watched.maxActive <= 4, true, 'bounded parallelism');
+});
+
+test('a trace is bounded and holds only chunk hashes, whatever the artifacts it records were', async () => {
+  const { store } = makeStore();
+  const hash = (i: number): string => createHash('sha256').update(String(i)).digest('hex');
+  const traces = new AccessTraces(store);
+  traces.begin(subject);
+  const onChunk = traces.forCode('sha').onChunk;
+  assert.ok(onChunk !== undefined);
+  // An artifact of far more chunks than any version reads (a huge snapshot or code cache), and names that are not hashes.
+  for (let i = 0; i < MAX_TRACE_CHUNKS + 2000; i++) onChunk(hash(i));
+  onChunk('../../../etc/passwd');
+  await new Promise((r) => setImmediate(r));
+  const saved = store.trace(subject.key);
+  assert.equal(saved?.length, MAX_TRACE_CHUNKS);
+  assert.ok(saved.every((h) => TRACE_HASH.test(h)));
+
+  // Rows of any other shape are no trace at all (the next cold start records afresh); an over-long one is cut.
+  for (const bad of [['../../x'], [1, 2], { a: 1 }, 'x']) {
+    store.saveTrace('bad', bad as unknown as string[]);
+    assert.equal(store.trace('bad'), undefined, JSON.stringify(bad));
+  }
+  store.saveTrace('long', Array.from({ length: MAX_TRACE_CHUNKS + 5 }, (_, i) => hash(i)));
+  assert.equal(store.trace('long')?.length, MAX_TRACE_CHUNKS);
 });

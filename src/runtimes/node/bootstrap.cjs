@@ -519,7 +519,6 @@ function postResult(inv, result) {
   settle(inv);
   // A non-202 (e.g. 413 for an oversized body) has already failed the invocation on the host: carry on.
   track(call('POST', `${API}/invocation/${encodeURIComponent(inv.id)}/response`, body, undefined));
-  codeCache.afterFirstInvocation(target);
 }
 
 /** @param {Invocation} inv @param {unknown} err @param {boolean} log */
@@ -747,6 +746,8 @@ async function main() {
     crash(err, 129);
     return;
   }
+  // Only in the environment asked to produce this version's code cache, which is stopped right after.
+  await codeCache.afterInit(target);
   serve(fn);
 }
 

@@ -4,11 +4,12 @@
  * Thaw's post-init code cache for CommonJS handlers (runs inside the sandbox).
  *
  * Node compiles functions lazily: a code cache taken when a module is first compiled holds little more than its
- * top level. Thaw compiles the function's own CommonJS files (under the task root and /opt) through vm.Script,
- * and after the first invocation serialises each script's code cache, which then holds every function compiled
- * during Init and that invocation. The host keeps it per code package and runtime binary and hands it to later
- * cold starts, which skip parsing and compiling those functions. V8 checks each entry against the source and
- * its flags, and ignores an entry that does not match.
+ * top level. Thaw compiles the function's own CommonJS files (under the task root and /opt) through vm.Script.
+ * In the one environment the host asks to produce the cache (a fresh sandbox that runs the version's Init and
+ * no invocation), each script's code cache is serialised after Init, so it holds every function compiled
+ * during Init, and uploaded once. The host checks it against the version's files, keeps it for that version
+ * alone and hands it to later cold starts, which skip parsing and compiling those functions. V8 checks each
+ * entry against the source's length and its own version and flags, and ignores an entry that does not match.
  *
  * Wire format (GET/POST /2018-06-01/runtime/thaw/code-cache): repeated [u32 name length][name][u32 data length][data].
  */
@@ -119,25 +120,31 @@ function use(data, make, taskRoot) {
 }
 
 /**
- * After the first invocation: serialise and upload, once, on a connection of its own (the runtime's own
- * connection is busy with the next long poll).
+ * After Init, in the environment the host asked to produce the cache (a fresh sandbox that runs Init and
+ * nothing else): serialise and upload, once, before asking for an invocation. Resolves when the host has
+ * answered; an upload that fails is simply not kept.
  * @param {http.RequestOptions} target
+ * @returns {Promise<void>}
  */
-function afterFirstInvocation(target) {
-  if (!produce) return;
+function afterInit(target) {
+  if (!produce) return Promise.resolve();
   produce = false;
-  setImmediate(() => {
-    let body;
-    try {
-      body = encode();
-    } catch {
-      return;
-    }
-    scripts.length = 0;
-    const req = http.request({ ...target, agent: false, method: 'POST', path: '/2018-06-01/runtime/thaw/code-cache', headers: { 'Content-Length': body.length } }, (res) => res.resume());
-    req.on('error', () => {});
+  let body;
+  try {
+    body = encode();
+  } catch {
+    return Promise.resolve();
+  }
+  scripts.length = 0;
+  return new Promise((resolve) => {
+    const req = http.request({ ...target, agent: false, method: 'POST', path: '/2018-06-01/runtime/thaw/code-cache', headers: { 'Content-Length': body.length } }, (res) => {
+      res.resume();
+      res.once('end', () => resolve());
+      res.once('error', () => resolve());
+    });
+    req.on('error', () => resolve());
     req.end(body);
   });
 }
 
-module.exports = { setup, use, afterFirstInvocation, stats: () => ({ entries: entries.size, rejected }) };
+module.exports = { setup, use, afterInit, stats: () => ({ entries: entries.size, rejected }) };
