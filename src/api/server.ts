@@ -17,7 +17,7 @@ import { storeRoutes } from './store.js';
 import { ByteBudget, httpLimits, type HttpLimits } from './limits.js';
 import { BodyHold, readBody, type BodyBudgets } from './body.js';
 import { ConnectionGuard } from './connections.js';
-import { lingerOnClose } from './linger.js';
+import { answerClientError, lingerOnClose } from './linger.js';
 import { decodePathParam, requestTarget, type RequestTarget } from './target.js';
 
 const signedRoutes: readonly Route[] = [...functionRoutes, ...aliasRoutes, ...invokeRoutes, ...urlConfigRoutes, ...concurrencyRoutes, ...eventInvokeConfigRoutes, ...layerRoutes, ...storeRoutes];
@@ -75,6 +75,7 @@ export function createApiServer(ctx: ApiContext, credentials: (accessKeyId: stri
     void handle(front, req, res);
   });
   server.maxConnections = l.maxConnections;
+  server.on('clientError', answerClientError);
   front.guard.attach(server);
   return server;
 }

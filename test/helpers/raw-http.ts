@@ -10,8 +10,8 @@ export interface RawResponse {
   readonly closed: boolean;
 }
 
-/** Parse the first complete HTTP/1.1 response in `buf` (Content-Length framing, or up to close). */
-export function parseResponse(buf: Buffer, closed: boolean): RawResponse | undefined {
+/** Parse the first complete HTTP/1.1 response in `buf` (Content-Length framing, or up to close; none for HEAD). */
+export function parseResponse(buf: Buffer, closed: boolean, headRequest = false): RawResponse | undefined {
   const end = buf.indexOf('\r\n\r\n');
   if (end === -1) return undefined;
   const rawHead = buf.subarray(0, end).toString('latin1');
@@ -25,6 +25,7 @@ export function parseResponse(buf: Buffer, closed: boolean): RawResponse | undef
   }
   const rest = buf.subarray(end + 4);
   const len = headers['content-length'];
+  if (headRequest) return { status, headers, rawHead, body: Buffer.alloc(0), closed };
   if (len !== undefined) {
     if (rest.length < Number(len)) return undefined;
     return { status, headers, rawHead, body: rest.subarray(0, Number(len)), closed };
