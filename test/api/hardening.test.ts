@@ -81,7 +81,7 @@ describe('HTTP front door: unauthenticated denial of service', () => {
     await s.stop();
   });
 
-  test('30 unsigned 66 MB CreateFunction bodies are refused before they are read', async () => {
+  test('30 unsigned 66 MB CreateFunction bodies are refused before they are read', async (t) => {
     const before = await rss(pid);
     const h = head('POST', '/2015-03-31/functions', { host: `127.0.0.1:${s.port}`, 'content-type': 'application/json', 'content-length': String(CODE_BODY) });
     const results = await Promise.all(Array.from({ length: 30 }, () => flood(s.port, h, CODE_BODY)));
@@ -91,12 +91,13 @@ describe('HTTP front door: unauthenticated denial of service', () => {
       assert.equal(r.res?.closed, true, 'the connection is closed instead of reading the body');
     }
     const after = await rss(pid);
+    t.diagnostic(`server peak RSS ${Math.round(before.peak / MB)} MB -> ${Math.round(after.peak / MB)} MB, RSS now ${Math.round(after.rss / MB)} MB`);
     // Before: every body was buffered (RSS 2 GB). Now at most what sat in socket buffers is ever read.
     assert.ok(after.peak - before.peak < 200 * MB, `peak RSS grew by ${Math.round((after.peak - before.peak) / MB)} MB`);
     await s.client.send(new ListFunctionsCommand({}));
   });
 
-  test('forged signatures from a known key without a declared hash share one bounded budget', async () => {
+  test('forged signatures from a known key without a declared hash share one bounded budget', async (t) => {
     const before = await rss(pid);
     // Signed with the wrong secret over an empty body: only the full body could show it is forged.
     const auth = await sign(s.port, { method: 'POST', path: '/2015-03-31/functions', secret: 'not-the-secret', declareHash: false, body: '' });
@@ -111,6 +112,7 @@ describe('HTTP front door: unauthenticated denial of service', () => {
     // The unverified budget (128 MiB) holds one 66 MB body at a time; the others are refused before reading.
     assert.ok(throttled.length >= 25, `only ${throttled.length} of 30 were refused up front (statuses: ${statuses.join(',')})`);
     const after = await rss(pid);
+    t.diagnostic(`${throttled.length} refused up front, ${read.length} read; server peak RSS ${Math.round(before.peak / MB)} MB -> ${Math.round(after.peak / MB)} MB`);
     assert.ok(after.peak - before.peak < 400 * MB, `peak RSS grew by ${Math.round((after.peak - before.peak) / MB)} MB`);
     await s.client.send(new ListFunctionsCommand({}));
   });
