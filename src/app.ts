@@ -26,6 +26,7 @@ import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { createApiServer } from './api/server.js';
+import type { HttpLimits } from './api/limits.js';
 import { DEFAULT_REGION } from './control/arn.js';
 import type { VersionRecord } from './control/model.js';
 import type { Credentials } from './api/sigv4.js';
@@ -72,6 +73,8 @@ export interface ThawOptions {
   readonly storeOrigin?: string;
   /** Endpoint of an S3-compatible service for an s3:// origin. */
   readonly storeEndpoint?: string;
+  /** Limits of the HTTP front door (timeouts, connection and body budgets); see api/limits.ts. */
+  readonly http?: Partial<HttpLimits>;
 }
 
 export interface Thaw {
@@ -215,6 +218,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   const server = createApiServer(
     { registry, code, store, layers, invoker, pool, logs, region, linkSecret, logger, limits: { accountConcurrency }, concurrency, provisioned, events, eventConfigs },
     (id) => (id === creds.accessKeyId ? creds : undefined),
+    o.http,
   );
   await new Promise<void>((res, rej) => {
     server.once('error', rej);

@@ -65,8 +65,12 @@ export interface Route {
   readonly operation: string;
 }
 
+/** Default body caps: requests that carry a document, and those that should carry nothing. */
+const MAX_DOCUMENT_BODY = 1024 * 1024;
+const MAX_EMPTY_BODY = 16 * 1024;
+
 /** A route from a path template like /2015-03-31/functions/{FunctionName}/aliases/{Name}. */
-export function route(method: string, template: string, operation: string, handler: Handler, maxBody = 1024 * 1024): Route {
+export function route(method: string, template: string, operation: string, handler: Handler, maxBody = method === 'GET' || method === 'DELETE' ? MAX_EMPTY_BODY : MAX_DOCUMENT_BODY): Route {
   const keys: string[] = [];
   const source = template.replace(/\/$/, '').replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, k: string) => {
     keys.push(k);

@@ -1,38 +1,13 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ThawError, isThawError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-
-/** Read the whole body, refusing more than `limit` bytes with Lambda's RequestTooLargeException. */
-export function readBody(req: IncomingMessage, limit: number, operation: string): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > limit) {
-    req.resume();
-    return Promise.reject(tooLarge(limit, operation));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(tooLarge(limit, operation));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
-}
-
-const tooLarge = (limit: number, operation: string): ThawError =>
-  new ThawError('RequestTooLarge', `Request must be smaller than ${limit} bytes for the ${operation} operation`);
+import { checkJsonDepth } from './json-depth.js';
+import { MAX_JSON_DEPTH } from './limits.js';
 
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) return {};
+  checkJsonDepth(body, MAX_JSON_DEPTH);
   try {
     return JSON.parse(body.toString('utf8')) as unknown;
   } catch {

@@ -7,6 +7,8 @@ import type { ApiContext, ApiRequest, ApiResponse, Route } from './context.js';
 import { route } from './context.js';
 import { intParam } from './http.js';
 import { codeLinkSignature, target } from './functions.js';
+import { checkJsonDepth } from './json-depth.js';
+import { MAX_JSON_DEPTH } from './limits.js';
 
 function header(req: ApiRequest, name: string): string | undefined {
   const v = req.headers[name];
@@ -23,6 +25,7 @@ async function invoke(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   if (!['None', 'Tail'].includes(logType)) {
     throw new ThawError('Validation', `1 validation error detected: Value '${logType}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [Tail, None]`);
   }
+  checkJsonDepth(req.body, MAX_JSON_DEPTH);
   const clientContext = header(req, 'x-amz-client-context');
   const request = {
     functionName: t.name,

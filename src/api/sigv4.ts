@@ -10,8 +10,9 @@
  *    and the handlers agree on what was signed), re-encoded with RFC 3986 rules, sorted by key then value;
  *    any `X-Amz-Signature` is left out.
  *  - headers: the signed ones, values with runs of spaces/tabs collapsed and the ends trimmed.
- *  - payload: the `x-amz-content-sha256` header when present (`UNSIGNED-PAYLOAD` included; a hash there must
- *    match the body), else SHA-256 of the body. The body is hashed at most once.
+ *  - payload: the `x-amz-content-sha256` header when present (it must be a SHA-256 and match the body:
+ *    `UNSIGNED-PAYLOAD` is refused, so no body can be swapped under a valid signature), else SHA-256 of the
+ *    body. With the header, `beginSigV4` checks the signature before the body is read.
  *
  * Error codes are Lambda's (`InvalidSignatureException` and friends, see util/errors.ts), and so are the
  * messages, so SDK users see what AWS would have told them.
@@ -42,7 +43,6 @@ export type VerifyResult =
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 const TERMINATOR = 'aws4_request';
-const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 const DEFAULT_MAX_SKEW_MS = 15 * 60 * 1000;
 /** AWS refuses presigned URLs that live longer than a week. */
 const MAX_EXPIRES_S = 7 * 24 * 60 * 60;
@@ -51,7 +51,10 @@ const MSG_MISSING = 'Missing Authentication Token';
 const MSG_UNKNOWN_KEY = 'The security token included in the request is invalid.';
 const MSG_MISMATCH =
   'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';
-const MSG_PAYLOAD_MISMATCH = "The provided 'x-amz-content-sha256' header does not match what was computed.";
+export const MSG_PAYLOAD_MISMATCH = "The provided 'x-amz-content-sha256' header does not match what was computed.";
+const MSG_UNSIGNED = "UNSIGNED-PAYLOAD is not accepted: 'x-amz-content-sha256' must be the hex SHA-256 of the body.";
+const MSG_BAD_PAYLOAD_HASH = "'x-amz-content-sha256' must be the hex SHA-256 of the body.";
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
 /** Query parameters of the presigned form, in the order AWS reports them missing. */
 const QUERY_AUTH_PARAMS = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-SignedHeaders', 'X-Amz-Date'] as const;
@@ -61,6 +64,33 @@ export function verifySigV4(
   lookup: (accessKeyId: string) => Credentials | undefined,
   opts: { now?: number; maxSkewMs?: number } = {},
 ): VerifyResult {
+  const begun = beginSigV4(req, lookup, opts);
+  if (!begun.ok) return begun;
+  const bodyHash = sha256Hex(req.body);
+  // The signature covers the declared hash; make sure the body is the one it describes.
+  if (begun.declaredSha256 !== undefined) return begun.declaredSha256 === bodyHash ? begun.finish(bodyHash) : fail('InvalidSignature', MSG_PAYLOAD_MISMATCH);
+  return begun.finish(bodyHash);
+}
+
+/** The part of a signed request that arrives before its body. */
+export type SignedHead = Omit<SignedRequest, 'body'>;
+
+/**
+ * Everything of SigV4 that can be checked from the request line and headers alone. `finish(payloadHash)`
+ * computes the signature over the given payload hash. When the client declared the hash
+ * (`x-amz-content-sha256`, lower-cased here), the signature can be checked before a single byte of the body is
+ * read; the body must then hash to `declaredSha256`. Without it the body has to be hashed first.
+ * `UNSIGNED-PAYLOAD` and the streaming forms are refused: on Lambda's API the body is always signed.
+ */
+export type BegunSigV4 =
+  | { ok: true; accessKeyId: string; declaredSha256: string | undefined; finish: (payloadSha256: string) => VerifyResult }
+  | { ok: false; code: SigV4ErrorCode; message: string };
+
+export function beginSigV4(
+  req: SignedHead,
+  lookup: (accessKeyId: string) => Credentials | undefined,
+  opts: { now?: number; maxSkewMs?: number } = {},
+): BegunSigV4 {
   const q = req.rawUrl.indexOf('?');
   const rawPath = stripOrigin(q === -1 ? req.rawUrl : req.rawUrl.slice(0, q));
   const query = parseQuery(q === -1 ? '' : req.rawUrl.slice(q + 1));
@@ -92,27 +122,26 @@ export function verifySigV4(
   const skewFailure = checkTime(auth.amzDate, time, opts.now ?? Date.now(), opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS, auth.expiresS);
   if (skewFailure !== undefined) return fail('InvalidSignature', skewFailure);
 
-  // Payload: the declared hash if there is one (checked against the body only once the signature holds),
-  // else the body's own hash. Either way the body is hashed at most once.
   const declared = headerValue(req.headers, 'x-amz-content-sha256');
-  const payloadHash = declared ?? sha256Hex(req.body);
-
-  let canonical = `${req.method}\n${canonicalPath(rawPath)}\n${canonicalQuery(query)}\n`;
-  for (const name of auth.signedHeaders) canonical += `${name}:${canonicalHeaderValue(req.headers, name)}\n`;
-  canonical += `\n${auth.signedHeadersRaw}\n${payloadHash}`;
-
-  const credentialScope = `${scope.date}/${scope.region}/${scope.service}/${TERMINATOR}`;
-  const stringToSign = `${ALGORITHM}\n${auth.amzDate}\n${credentialScope}\n${sha256Hex(canonical)}`;
-  const key = signingKey(creds.secretAccessKey, scope.date, scope.region, scope.service);
-  const expected = Buffer.from(createHmac('sha256', key).update(stringToSign, 'utf8').digest('hex'), 'latin1');
-  const provided = Buffer.from(auth.signature, 'latin1');
-  if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) return fail('InvalidSignature', MSG_MISMATCH);
-
-  // The signature covers the declared hash; make sure the body is the one it describes.
-  if (declared !== undefined && declared !== UNSIGNED_PAYLOAD && declared.toLowerCase() !== sha256Hex(req.body)) {
-    return fail('InvalidSignature', MSG_PAYLOAD_MISMATCH);
+  if (declared !== undefined && !SHA256_HEX.test(declared)) {
+    return fail('InvalidSignature', declared.toUpperCase().includes('UNSIGNED') || declared.startsWith('STREAMING-') ? MSG_UNSIGNED : MSG_BAD_PAYLOAD_HASH);
   }
-  return { ok: true, accessKeyId: scope.accessKeyId, region: scope.region, service: scope.service };
+
+  let head = `${req.method}\n${canonicalPath(rawPath)}\n${canonicalQuery(query)}\n`;
+  for (const name of auth.signedHeaders) head += `${name}:${canonicalHeaderValue(req.headers, name)}\n`;
+  head += `\n${auth.signedHeadersRaw}\n`;
+  const credentialScope = `${scope.date}/${scope.region}/${scope.service}/${TERMINATOR}`;
+  const { amzDate, signature } = auth;
+  const key = signingKey(creds.secretAccessKey, scope.date, scope.region, scope.service);
+  const finish = (payloadSha256: string): VerifyResult => {
+    // A declared hash is signed as the client wrote it.
+    const stringToSign = `${ALGORITHM}\n${amzDate}\n${credentialScope}\n${sha256Hex(head + (declared ?? payloadSha256))}`;
+    const expected = Buffer.from(createHmac('sha256', key).update(stringToSign, 'utf8').digest('hex'), 'latin1');
+    const provided = Buffer.from(signature, 'latin1');
+    if (provided.length !== expected.length || !timingSafeEqual(provided, expected)) return fail('InvalidSignature', MSG_MISMATCH);
+    return { ok: true, accessKeyId: scope.accessKeyId, region: scope.region, service: scope.service };
+  };
+  return { ok: true, accessKeyId: scope.accessKeyId, declaredSha256: declared?.toLowerCase(), finish };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,7 +164,7 @@ interface AuthFields {
 
 const sha256Hex = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 
-const fail = (code: SigV4ErrorCode, message: string): VerifyResult => ({ ok: false, code, message });
+const fail = (code: SigV4ErrorCode, message: string): { ok: false; code: SigV4ErrorCode; message: string } => ({ ok: false, code, message });
 
 function parseAuthHeader(header: string, headers: SignedRequest['headers']): AuthFields | Failure {
   const sp = header.indexOf(' ');

@@ -3,7 +3,6 @@ import { ThawError } from '../util/errors.js';
 import { FunctionUrlInput, UpdateFunctionUrlInput, parseInput } from '../control/schema.js';
 import { ACCOUNT_ID, functionArn, parseFunctionRef, resolveQualifier } from '../control/arn.js';
 import { lambdaTime, type FunctionUrlRecord } from '../control/model.js';
-import type { InvokeResult } from '../router/invoker.js';
 import type { ApiContext, ApiRequest, ApiResponse, Route } from './context.js';
 import { route } from './context.js';
 import { intParam, parseJson } from './http.js';
@@ -130,47 +129,24 @@ function clfTime(d: Date): string {
   return `${p(d.getUTCDate())}/${mon}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
 }
 
-export interface HttpReply { status: number; headers: Record<string, string | string[]>; body: Buffer }
-
-/** Map the function's result back to HTTP, inferring the response format as Lambda does. */
-export function urlReply(r: InvokeResult): HttpReply {
-  if (r.functionError !== undefined) {
-    return { status: 502, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"Message":"Internal Server Error"}') };
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(r.payload.toString('utf8'));
-  } catch {
-    return { status: 502, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"Message":"Internal Server Error"}') };
-  }
-  if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'statusCode' in value) {
-    const o = value as { statusCode: unknown; headers?: Record<string, unknown>; body?: unknown; isBase64Encoded?: unknown; cookies?: unknown };
-    const status = Number(o.statusCode);
-    if (!Number.isInteger(status) || status < 100 || status > 599) {
-      return { status: 502, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"Message":"Internal Server Error"}') };
-    }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = String(v);
-    if (Array.isArray(o.cookies)) headers['set-cookie'] = o.cookies.map(String);
-    const text = o.body === undefined || o.body === null ? '' : typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
-    const body = o.isBase64Encoded === true ? Buffer.from(text, 'base64') : Buffer.from(text, 'utf8');
-    return { status, headers, body };
-  }
-  const body = typeof value === 'string' ? Buffer.from(value) : r.payload;
-  return { status: 200, headers: { 'content-type': 'application/json' }, body };
-}
-
-/** CORS headers for a request to a URL with a Cors configuration. */
+/**
+ * CORS headers for a request to a URL with a Cors configuration. A wildcard is never paired with credentials:
+ * an origin allowed only through `*` gets `*` and no Access-Control-Allow-Credentials (browsers then send no
+ * cookies); an origin listed by name is reflected, with `Vary: Origin` so caches keep answers per origin.
+ */
 export function corsHeaders(u: FunctionUrlRecord, origin: string | undefined): Record<string, string> {
-  if (u.cors === null || origin === undefined) return {};
+  if (u.cors === null) return {};
   const c = u.cors as { AllowOrigins?: string[]; AllowMethods?: string[]; AllowHeaders?: string[]; ExposeHeaders?: string[]; AllowCredentials?: boolean; MaxAge?: number };
   const allowed = c.AllowOrigins ?? [];
-  if (!allowed.includes('*') && !allowed.includes(origin)) return {};
-  const h: Record<string, string> = { 'access-control-allow-origin': allowed.includes('*') && c.AllowCredentials !== true ? '*' : origin };
+  const named = origin !== undefined && allowed.includes(origin) && origin !== '*';
+  // The answer depends on Origin whenever some origin is allowed by name.
+  const h: Record<string, string> = allowed.some((o) => o !== '*') ? { vary: 'Origin' } : {};
+  if (origin === undefined || (!named && !allowed.includes('*'))) return h;
+  h['access-control-allow-origin'] = named ? origin : '*';
   if (c.AllowMethods !== undefined) h['access-control-allow-methods'] = c.AllowMethods.join(',');
   if (c.AllowHeaders !== undefined) h['access-control-allow-headers'] = c.AllowHeaders.join(',');
   if (c.ExposeHeaders !== undefined) h['access-control-expose-headers'] = c.ExposeHeaders.join(',');
-  if (c.AllowCredentials === true) h['access-control-allow-credentials'] = 'true';
+  if (c.AllowCredentials === true && named) h['access-control-allow-credentials'] = 'true';
   if (c.MaxAge !== undefined) h['access-control-max-age'] = String(c.MaxAge);
   return h;
 }

@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-lambda';
 import { buildQueryString, escapeUri } from '@smithy/core/protocols';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { verifySigV4, type Credentials, type SignedRequest, type VerifyResult } from '../../src/api/sigv4.js';
+import { beginSigV4, verifySigV4, type Credentials, type SignedRequest, type VerifyResult } from '../../src/api/sigv4.js';
 
 /**
  * Every positive case is signed by the SDK's own signer (@smithy/signature-v4, configured as
@@ -180,11 +180,27 @@ void test('signed header values are trimmed and inner whitespace collapsed', asy
   assertFails(verify({ ...r, headers: { ...r.headers, 'x-amz-client-context': 'ab c' } }), 'InvalidSignature', MISMATCH);
 });
 
-void test('UNSIGNED-PAYLOAD: the body is not covered by the signature', async () => {
+void test('UNSIGNED-PAYLOAD is refused: a body could be swapped under a valid signature', async () => {
   const r = await signed({ method: 'POST', path: '/2015-03-31/functions/f/invocations', body: '{"x":1}', headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } });
   assert.equal(r.headers['x-amz-content-sha256'], 'UNSIGNED-PAYLOAD');
-  assertOk(verify(r));
-  assertOk(verify({ ...r, body: Buffer.from('{"x":2}') }));
+  assertFails(verify(r), 'InvalidSignature', /UNSIGNED-PAYLOAD is not accepted/);
+  assertFails(verify({ ...r, body: Buffer.from('{"x":2}') }), 'InvalidSignature', /UNSIGNED-PAYLOAD is not accepted/);
+  const streaming = await signed({ method: 'POST', path: '/2015-03-31/functions/f/invocations', body: '{}', headers: { 'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER' } });
+  assertFails(verify(streaming), 'InvalidSignature', /UNSIGNED-PAYLOAD is not accepted/);
+});
+
+void test('beginSigV4 checks a declared payload hash before the body, and the body must match it', async () => {
+  const body = '{"x":1}';
+  const r = await signed({ method: 'POST', path: '/2015-03-31/functions/f/invocations', body });
+  const begun = beginSigV4({ method: r.method, rawUrl: r.rawUrl, headers: r.headers }, lookup, { now: NOW });
+  assert.ok(begun.ok);
+  assert.equal(begun.declaredSha256, createHash('sha256').update(body).digest('hex'));
+  assertOk(begun.finish(begun.declaredSha256 as string));
+  const forged = await signed({ method: 'POST', path: '/2015-03-31/functions/f/invocations', body, secret: 'not-the-secret' });
+  const b2 = beginSigV4({ method: forged.method, rawUrl: forged.rawUrl, headers: forged.headers }, lookup, { now: NOW });
+  assert.ok(b2.ok);
+  assertFails(b2.finish(b2.declaredSha256 as string), 'InvalidSignature', MISMATCH);
+  assertFails(verify({ ...r, body: Buffer.from('{"x":2}') }), 'InvalidSignature', /x-amz-content-sha256' header does not match/);
 });
 
 void test('presigned URL (query auth), honouring X-Amz-Expires', async () => {
