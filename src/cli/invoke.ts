@@ -1,6 +1,8 @@
 /**
  * `thaw invoke NAME[:QUALIFIER] [PAYLOAD]`: the response payload on stdout, the log tail (`--tail`) on stderr,
- * exit code 1 when the function returned an error (after printing its payload).
+ * exit code 1 when the function returned an error (after printing its payload). The payload is the function's
+ * exact bytes when stdout is a file or a pipe; on a terminal, and always in the log tail, control characters are
+ * shown escaped (src/cli/escape.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
@@ -8,6 +10,7 @@ import type { Command } from 'commander';
 import { addClientOptions, withSession, type ClientFlags } from './client.js';
 import { CliError } from './errors.js';
 import { printJson } from './output.js';
+import { escapeControls, escapeLogMessage } from './escape.js';
 
 interface InvokeFlags extends ClientFlags {
   file?: string;
@@ -50,11 +53,19 @@ export function registerInvoke(program: Command): void {
           ...(log === undefined ? {} : { Log: log }),
         });
       } else if (flags.event === true) {
-        process.stdout.write(`queued ${requestId ?? ''}\n`);
+        process.stdout.write(`queued ${escapeControls(requestId ?? '')}\n`);
       } else {
-        if (log !== undefined) process.stderr.write(log.endsWith('\n') || log === '' ? log : `${log}\n`);
-        process.stdout.write(body);
-        if (process.stdout.isTTY && body.length > 0 && body[body.length - 1] !== 0x0a) process.stdout.write('\n');
+        if (log !== undefined) {
+          const lines = log.split('\n');
+          if (lines.at(-1) === '') lines.pop();
+          process.stderr.write(lines.map((l) => `${escapeLogMessage(l)}\n`).join(''));
+        }
+        if (process.stdout.isTTY) {
+          const text = escapeControls(body.toString('utf8'));
+          process.stdout.write(text.length > 0 && !text.endsWith('\n') ? `${text}\n` : text);
+        } else {
+          process.stdout.write(body);
+        }
       }
       if (r.FunctionError !== undefined) {
         process.stderr.write(`thaw: the function returned an error (${r.FunctionError})\n`);

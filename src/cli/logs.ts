@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { addClientOptions, withSession, type ClientFlags, type Session } from './client.js';
 import { intOption, sinceOption } from './flags.js';
 import { sleep } from './sleep.js';
+import { escapeControls, escapeLogMessage, terminalSafeJson } from './escape.js';
 
 /** One line as /thaw/v1/functions/{name}/logs returns it. */
 export interface LogEvent {
@@ -82,10 +83,9 @@ function print(e: LogEvent, json: boolean): void {
   const time = new Date(e.timestamp).toISOString();
   const message = e.message.replace(/[\r\n]+$/, '');
   if (json) {
-    process.stdout.write(`${JSON.stringify({ timestamp: time, requestId: e.requestId, message, seq: e.seq, version: e.version, ...(e.attempt === undefined ? {} : { attempt: e.attempt }) })}\n`);
+    process.stdout.write(`${terminalSafeJson(JSON.stringify({ timestamp: time, requestId: e.requestId, message, seq: e.seq, version: e.version, ...(e.attempt === undefined ? {} : { attempt: e.attempt }) }))}\n`);
   } else {
-    // Runtimes turn a message's newlines into \r (as Lambda's do), which a terminal would draw over the line
-    // itself: show them as indented continuation lines.
-    process.stdout.write(`${time} ${e.requestId ?? '-'} ${message.replace(/\r\n?|\n/g, '\n    ')}\n`);
+    // A function writes these lines: whatever a terminal would act on is shown escaped, on a terminal or not.
+    process.stdout.write(`${time} ${escapeControls(e.requestId ?? '-')} ${escapeLogMessage(message)}\n`);
   }
 }

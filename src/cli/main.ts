@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAlias } from './alias.js';
 import { registerDeploy } from './deploy.js';
 import { describeError } from './errors.js';
+import { escapeControls } from './escape.js';
 import { registerFunctions } from './functions.js';
 import { registerInvoke } from './invoke.js';
 import { registerLayers } from './layers.js';
@@ -34,6 +35,6 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  process.stderr.write(`thaw: ${describeError(e)}\n`);
+  process.stderr.write(`thaw: ${escapeControls(describeError(e))}\n`);
   process.exitCode = 1;
 });

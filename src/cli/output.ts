@@ -1,8 +1,9 @@
 /** Human and machine output: aligned tables, byte sizes, one JSON document. */
+import { terminalSafeJson } from './escape.js';
 
-/** Print one JSON document on stdout, leaving out the SDK's $metadata. */
+/** Print one JSON document on stdout, leaving out the SDK's $metadata; control characters only as \u escapes. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, (k, v: unknown) => (k === '$metadata' ? undefined : v), 2)}\n`);
+  process.stdout.write(`${terminalSafeJson(JSON.stringify(value, (k, v: unknown) => (k === '$metadata' ? undefined : v), 2))}\n`);
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */

@@ -152,6 +152,10 @@ const MIGRATIONS: readonly string[] = [
     created_at    INTEGER NOT NULL
   ) STRICT;
   `,
+  // How far along its chain of destination and dead-letter deliveries an asynchronous event is (loop detection).
+  `
+  ALTER TABLE async_events ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /**

@@ -8,7 +8,8 @@ import { ASYNC_DEFAULTS, type EventInvokeConfigs } from '../control/event-invoke
 import type { LogStore } from '../logs/store.js';
 import { MAX_EVENT_PAYLOAD, type InvokeRequest, type Invoker } from './invoker.js';
 import type { AttemptResult, EventQueue, NewEvent, QueuedEvent } from './queue.js';
-import { invocationRecord, type RecordCondition } from './invocation-record.js';
+import { invocationRecord, recordWithin, type RecordCondition } from './invocation-record.js';
+import { MAX_CHAIN_INVOCATIONS, NOTICE_HOPS, followUpHops, isTerminal } from './loop-guard.js';
 
 export interface AsyncInvokerOptions {
   readonly queue: EventQueue;
@@ -136,11 +137,11 @@ export class AsyncInvoker {
       });
   }
 
-  private settings(e: QueuedEvent): Settings {
-    const c = this.o.configs.get(e.functionName, e.qualifier ?? '$LATEST');
+  private settings(functionName: string, qualifier: string | null): Settings {
+    const c = this.o.configs.get(functionName, qualifier ?? '$LATEST');
     let deadLetter: string | null = null;
     try {
-      deadLetter = this.o.registry.resolve(e.functionName, e.qualifier ?? undefined).version.config.deadLetterTarget ?? null;
+      deadLetter = this.o.registry.resolve(functionName, qualifier ?? undefined).version.config.deadLetterTarget ?? null;
     } catch {
       // The function or alias is gone: the attempt reports it.
     }
@@ -154,7 +155,7 @@ export class AsyncInvoker {
   }
 
   private async process(e: QueuedEvent): Promise<void> {
-    const s = this.settings(e);
+    const s = this.settings(e.functionName, e.qualifier);
     if (Date.now() - e.enqueuedAt >= s.maxAgeMs) {
       await this.finish(e, 'EventAgeExceeded', e.invokes, e.lastResult, s);
       return;
@@ -220,14 +221,14 @@ export class AsyncInvoker {
   /** The event is done: remove it and, in the same step, queue its destination and dead-letter deliveries. */
   private async finish(e: QueuedEvent, condition: RecordCondition, invokes: number, result: AttemptResult | null, s: Settings): Promise<void> {
     const now = Date.now();
-    const followUps: NewEvent[] = [];
+    const deliveries: Delivery[] = [];
     const deliver = (arn: string, payload: Buffer): void => {
       const t = functionTargetOf(arn);
       if (t === undefined) {
         this.o.logger.warn({ requestId: e.requestId, destination: arn }, 'async event: destination is not a function ARN; not delivered');
         return;
       }
-      followUps.push({ requestId: randomUUID(), functionName: t.name, qualifier: t.qualifier ?? null, payload, clientContext: null, enqueuedAt: now });
+      deliveries.push({ name: t.name, qualifier: t.qualifier ?? null, payload });
     };
     const destination = condition === 'Success' ? s.onSuccess : s.onFailure;
     if (destination !== null) {
@@ -240,12 +241,64 @@ export class AsyncInvoker {
         result,
         timestamp: now,
       });
-      deliver(destination, Buffer.from(JSON.stringify(record)));
+      // A record obeys the event size limit like any event: without its payloads when they make it too large.
+      deliver(destination, recordWithin(record, MAX_EVENT_PAYLOAD));
     }
     if (condition !== 'Success' && s.deadLetter !== null) deliver(s.deadLetter, e.payload.length === 0 ? Buffer.from('{}') : e.payload);
+    const followUps = this.chain(e, deliveries, now);
     if (condition !== 'Success') {
       this.o.logger.warn({ requestId: e.requestId, fn: e.functionName, condition, invokes, delivered: followUps.length }, 'async event given up on');
     }
     await this.o.queue.complete(e.requestId, followUps);
   }
+
+  /**
+   * The events that carry an event's deliveries on, within its chain's invocations (loop-guard.ts). A chain out of
+   * invocations is stopped: each delivery is dropped and recorded in the log of the function it was headed for,
+   * and one of them is handed as a notice to that function's on-failure destination (else its dead-letter
+   * target). One notice per stopped event, not per delivery: a wide tree must not multiply them.
+   */
+  private chain(e: QueuedEvent, deliveries: readonly Delivery[], now: number): NewEvent[] {
+    if (deliveries.length === 0) return [];
+    const event = (d: Delivery, payload: Buffer, hops: number): NewEvent =>
+      ({ requestId: randomUUID(), functionName: d.name, qualifier: d.qualifier, payload, clientContext: null, enqueuedAt: now, hops });
+    if (isTerminal(e.hops)) {
+      this.o.logger.warn({ requestId: e.requestId, fn: e.functionName, dropped: deliveries.length }, 'async event: recursive loop stopped; the outcome of a stopped event is not delivered');
+      return [];
+    }
+    const hops = followUpHops(e.hops, deliveries.length);
+    if (hops < MAX_CHAIN_INVOCATIONS) return deliveries.map((d) => event(d, d.payload, hops));
+    let notice: NewEvent | undefined;
+    for (const d of deliveries) {
+      const source = functionArn(this.o.region, e.functionName, e.qualifier ?? '$LATEST');
+      const target = functionArn(this.o.region, d.name, d.qualifier ?? '$LATEST');
+      this.o.logger.warn({ requestId: e.requestId, from: source, to: target }, 'async event: recursive loop detected; invocation stopped');
+      this.o.logs.append(d.name, d.qualifier ?? '$LATEST', [{
+        requestId: null,
+        timestamp: now,
+        message: `Recursive invocation loop detected: an event from ${source} (RequestId: ${e.requestId}) was not invoked; its chain made ${MAX_CHAIN_INVOCATIONS} invocations`,
+      }]);
+      if (notice !== undefined) continue;
+      const t = this.settings(d.name, d.qualifier);
+      const onFailure = t.onFailure === null ? undefined : functionTargetOf(t.onFailure);
+      const dlq = t.deadLetter === null ? undefined : functionTargetOf(t.deadLetter);
+      if (onFailure !== undefined) {
+        const record = invocationRecord({
+          requestId: randomUUID(), functionArn: target, condition: 'RecursiveInvocationDetected', approximateInvokeCount: 0,
+          requestPayload: d.payload, result: null, timestamp: now,
+        });
+        notice = event({ name: onFailure.name, qualifier: onFailure.qualifier ?? null, payload: d.payload }, recordWithin(record, MAX_EVENT_PAYLOAD), NOTICE_HOPS);
+      } else if (dlq !== undefined) {
+        notice = event({ name: dlq.name, qualifier: dlq.qualifier ?? null, payload: d.payload }, d.payload, NOTICE_HOPS);
+      }
+    }
+    return notice === undefined ? [] : [notice];
+  }
+}
+
+/** A destination or dead-letter delivery of a finished event, to a function. */
+interface Delivery {
+  readonly name: string;
+  readonly qualifier: string | null;
+  readonly payload: Buffer;
 }

@@ -1,7 +1,10 @@
 import type { AttemptResult } from './queue.js';
 
-/** Why an invocation record is sent: OnSuccess gets Success, OnFailure the other two. */
-export type RecordCondition = 'Success' | 'RetriesExhausted' | 'EventAgeExceeded';
+/**
+ * Why an invocation record is sent: OnSuccess gets Success, OnFailure the others. RecursiveInvocationDetected is
+ * Thaw's name for an event that was not invoked because its chain made too many invocations (loop-guard.ts).
+ */
+export type RecordCondition = 'Success' | 'RetriesExhausted' | 'EventAgeExceeded' | 'RecursiveInvocationDetected';
 
 /** A payload as the record carries it: the JSON value, or the text when it is not JSON. */
 function jsonOrText(text: string): unknown {
@@ -48,4 +51,20 @@ export function invocationRecord(o: {
     record.responsePayload = jsonOrText(o.result.payload);
   }
   return record;
+}
+
+/**
+ * A record as a destination receives it, within the event size limit: Lambda leaves the payload out of a record
+ * that would exceed what the destination takes. The response payload goes first; if the record is still too
+ * large, the request payload too. What remains (version, timestamp, contexts) is a few hundred bytes.
+ */
+export function recordWithin(record: Record<string, unknown>, limit: number): Buffer {
+  let body = Buffer.from(JSON.stringify(record));
+  for (const field of ['responsePayload', 'requestPayload'] as const) {
+    if (body.length <= limit || !(field in record)) continue;
+    const { [field]: _dropped, ...rest } = record;
+    record = rest;
+    body = Buffer.from(JSON.stringify(record));
+  }
+  return body;
 }

@@ -29,9 +29,15 @@ export interface NewEvent {
   readonly clientContext: string | null;
   /** Epoch ms. */
   readonly enqueuedAt: number;
+  /**
+   * Where the event is in its chain of asynchronous deliveries (0 for an event a client sent; see loop-guard.ts).
+   * Absent: 0.
+   */
+  readonly hops?: number;
 }
 
 export interface QueuedEvent extends NewEvent {
+  readonly hops: number;
   /** Epoch ms before which the event is not claimed. */
   readonly notBefore: number;
   /** Times the event was sent to its function (approximateInvokeCount), interrupted attempts included. */

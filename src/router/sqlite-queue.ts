@@ -7,6 +7,7 @@ import type { AttemptResult, EventQueue, NewEvent, QueuedEvent, Requeue } from '
 interface Row {
   request_id: string; function_name: string; qualifier: string | null; payload: Buffer; client_context: string | null;
   enqueued_at: number; not_before: number; invokes: number; failures: number; throttles: number; last_result: string | null;
+  hops: number;
 }
 
 const toEvent = (r: Row): QueuedEvent => Object.freeze({
@@ -16,6 +17,7 @@ const toEvent = (r: Row): QueuedEvent => Object.freeze({
   payload: r.payload,
   clientContext: r.client_context,
   enqueuedAt: r.enqueued_at,
+  hops: r.hops,
   notBefore: r.not_before,
   invokes: r.invokes,
   failures: r.failures,
@@ -37,8 +39,8 @@ export class SqliteEventQueue implements EventQueue {
   }
 
   private insert(e: NewEvent, notBefore: number): void {
-    this.sql(`INSERT INTO async_events (request_id, function_name, qualifier, payload, client_context, enqueued_at, not_before)
-      VALUES (?, ?, ?, ?, ?, ?, ?)`).run(e.requestId, e.functionName, e.qualifier, e.payload, e.clientContext, e.enqueuedAt, notBefore);
+    this.sql(`INSERT INTO async_events (request_id, function_name, qualifier, payload, client_context, enqueued_at, not_before, hops)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(e.requestId, e.functionName, e.qualifier, e.payload, e.clientContext, e.enqueuedAt, notBefore, e.hops ?? 0);
   }
 
   async put(event: NewEvent): Promise<void> {

@@ -10,6 +10,8 @@ import {
   type RuntimeApiResult,
   type RuntimeErrorReport,
 } from './runtime-api-types.js';
+import { DEFAULT_RUNTIME_API_LIMITS, EnvironmentBudget, type RuntimeApiLimits } from './rapi-budget.js';
+import { readBody } from './rapi-body.js';
 
 /**
  * The AWS Lambda Runtime API (2018-06-01), served to the runtime inside each execution environment.
@@ -147,6 +149,8 @@ export interface RuntimeApiServerOptions {
   readonly logger?: Logger;
   /** Time a runtime may take to send a request's headers once it started one. Default 10 s. */
   readonly headersTimeoutMs?: number;
+  /** Each environment's budget (connections, body bytes, request rate, timeouts); DEFAULT_RUNTIME_API_LIMITS otherwise. */
+  readonly limits?: Partial<RuntimeApiLimits>;
 }
 
 interface Env {
@@ -156,6 +160,7 @@ interface Env {
   readonly sockets: Set<net.Socket>;
   /** Cancel functions of pending /next and /restore/next long polls. */
   readonly polls: Set<() => void>;
+  readonly budget: EnvironmentBudget;
   closed: boolean;
 }
 
@@ -188,15 +193,19 @@ export class RuntimeApiServer {
   private readonly http: http.Server;
   private readonly envs = new Map<string, Env>();
   private closed = false;
+  private readonly limits: RuntimeApiLimits;
 
   constructor(opts: RuntimeApiServerOptions = {}) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'runtime-api' });
+    this.limits = Object.freeze({ ...DEFAULT_RUNTIME_API_LIMITS, ...(opts.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: opts.headersTimeoutMs }), ...opts.limits });
     this.http = http.createServer(
       {
-        // A runtime keeps one connection for its whole life and long-polls /next on it without a deadline.
-        keepAliveTimeout: 0,
-        requestTimeout: 0,
-        headersTimeout: opts.headersTimeoutMs ?? 10_000,
+        // A runtime keeps one connection for its whole life and long-polls /next on it without a deadline: a
+        // long poll is a request already received, so neither timeout below ends it. They end connections that
+        // send nothing (idle) or trickle a request (headers or body) in.
+        keepAliveTimeout: this.limits.idleTimeoutMs,
+        requestTimeout: this.limits.requestTimeoutMs,
+        headersTimeout: this.limits.headersTimeoutMs,
         connectionsCheckingInterval: 5_000,
         requireHostHeader: false,
       },
@@ -214,7 +223,7 @@ export class RuntimeApiServer {
       throw new RuntimeApiServerError('RAPI_ENV_ATTACHED', `environment ${envId} already has a Runtime API`);
     }
     const listener = net.createServer({ allowHalfOpen: true, noDelay: true });
-    const env: Env = { id: envId, port, listener, sockets: new Set(), polls: new Set(), closed: false };
+    const env: Env = { id: envId, port, listener, sockets: new Set(), polls: new Set(), budget: new EnvironmentBudget(this.limits), closed: false };
     this.envs.set(envId, env);
     listener.on('connection', (socket: TaggedSocket) => this.adopt(env, socket));
     try {
@@ -271,6 +280,11 @@ export class RuntimeApiServer {
       socket.destroy();
       return;
     }
+    if (!env.budget.admitConnection(env.sockets.size)) {
+      if (env.budget.refused.connections === 1) this.log.warn({ envId: env.id, max: this.limits.maxConnections }, 'runtime api: connection limit reached; further connections are closed');
+      socket.destroy();
+      return;
+    }
     socket[ENV] = env;
     env.sockets.add(socket);
     socket.once('close', () => env.sockets.delete(socket));
@@ -283,6 +297,22 @@ export class RuntimeApiServer {
       res.destroy();
       return;
     }
+    const wait = env.budget.admitRequest();
+    if (wait === 0) {
+      this.route(env, req, res);
+    } else if (wait < 0) {
+      if (env.budget.refused.requests === 1) this.log.warn({ envId: env.id }, 'runtime api: too many requests waiting; closing connections that send more');
+      req.socket.destroy();
+    } else {
+      setTimeout(() => {
+        env.budget.waited();
+        if (env.closed || req.socket.destroyed) return;
+        this.route(env, req, res);
+      }, wait).unref();
+    }
+  }
+
+  private route(env: Env, req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = req.url ?? '';
     let route: Route | undefined;
     let requestId = '';
@@ -487,20 +517,26 @@ export class RuntimeApiServer {
   private post(env: Env, req: http.IncomingMessage, res: http.ServerResponse, route: Route, id: string): void {
     const header = req.headers[ERROR_TYPE_HEADER];
     const errorType = typeof header === 'string' ? header : undefined;
-    readBody(req, (body) => {
-      if (env.closed) {
-        res.destroy();
+    readBody(req, MAX_RUNTIME_RESPONSE_BYTES, env.budget, (body) => {
+      if (env.closed || body === 'over-budget') {
+        this.overBudget(env, req);
         return;
       }
       let result: RuntimeApiResult;
       try {
-        result = body === null ? this.oversized(env, route, id, errorType) : this.forward(env, route, id, body, errorType);
+        result = body === 'too-large' ? this.oversized(env, route, id, errorType) : this.forward(env, route, id, body, errorType);
       } catch (err) {
         this.log.error({ envId: env.id, route, err }, 'environment port threw');
         result = RAPI_ERRORS.InternalServerError;
       }
       sendResult(res, result);
     });
+  }
+
+  /** The environment has no room for the body (or is gone): its connection is closed, the body never kept. */
+  private overBudget(env: Env, req: http.IncomingMessage): void {
+    if (!env.closed && env.budget.refused.bytes === 1) this.log.warn({ envId: env.id, max: this.limits.maxBytesInFlight }, 'runtime api: request bodies over budget; connections closed');
+    req.socket.destroy();
   }
 
   private forward(env: Env, route: Route, id: string, body: Buffer, errorType: string | undefined): RuntimeApiResult {
@@ -536,54 +572,6 @@ export class RuntimeApiServer {
     }
     return result.status === 202 ? RAPI_ERRORS.RequestEntityTooLarge : result;
   }
-}
-
-/**
- * Read a request body of at most MAX_RUNTIME_RESPONSE_BYTES. Calls back once: with the body, or with null as
- * soon as it is known to be too large (the rest is then discarded as it arrives, keeping the connection usable).
- * If the runtime hangs up mid-body, it never calls back: nobody is left to answer.
- */
-function readBody(req: http.IncomingMessage, done: (body: Buffer | null) => void, limit = MAX_RUNTIME_RESPONSE_BYTES): void {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined) {
-    const length = Number(declared);
-    if (length > limit) {
-      req.resume();
-      done(null);
-      return;
-    }
-    if (length === 0) {
-      req.resume();
-      req.once('end', () => done(EMPTY));
-      return;
-    }
-    // One allocation of the final size; chunks are copied straight into it.
-    const body = Buffer.allocUnsafe(length);
-    let offset = 0;
-    req.on('data', (chunk: Buffer) => {
-      offset += chunk.copy(body, offset);
-    });
-    req.once('end', () => done(offset === length ? body : body.subarray(0, offset)));
-    return;
-  }
-  // Chunked transfer encoding: length unknown until the end.
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let tooLarge = false;
-  req.on('data', (chunk: Buffer) => {
-    if (tooLarge) return;
-    size += chunk.length;
-    if (size > limit) {
-      tooLarge = true;
-      chunks.length = 0;
-      done(null);
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.once('end', () => {
-    if (!tooLarge) done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-  });
 }
 
 function decodeId(raw: string): string | undefined {

@@ -94,6 +94,9 @@ interface Current {
   readonly initDurationMs?: number;
   response?: { payload: Buffer; functionError?: 'Unhandled' };
   fatal: boolean;
+  /** Past the function's timeout before the runtime asked for the next event. */
+  timedOut?: boolean;
+  /** Runs until the invocation is complete (the runtime's next /next), not until it answers. */
   timer?: NodeJS.Timeout;
   finish: (o: InvokeOutcome) => void;
   /** Told as soon as the runtime has answered (before the invocation is complete), once. */
@@ -532,9 +535,8 @@ export class Environment implements EnvironmentPort {
 
   // ---- lifecycle events ----
 
+  /** The runtime answered. The timeout keeps running: the invocation lasts until the runtime asks for the next one. */
   private respond(cur: Current): void {
-    if (cur.timer !== undefined) clearTimeout(cur.timer);
-    cur.timer = undefined;
     const tell = cur.onResponse;
     if (tell !== undefined && cur.response !== undefined) {
       cur.onResponse = undefined;
@@ -571,7 +573,7 @@ export class Environment implements EnvironmentPort {
         ...(cur.initDurationMs === undefined ? (this.o.provisioned === true ? { startPath: 'provisioned-concurrency' } : {}) : this.restore !== undefined
           ? { restoreDurationMs: cur.initDurationMs, startPath: this.startPathName() }
           : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
-        ...(cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
+        ...(cur.timedOut === true ? { status: 'timeout' as const } : cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
       }),
     });
     if (!cur.fatal) this.state = 'idle';
@@ -587,12 +589,19 @@ export class Environment implements EnvironmentPort {
     });
   }
 
+  /**
+   * The function's timeout passed before the runtime asked for the next event. Without an answer, the invocation
+   * fails with Sandbox.Timedout; with one (already given to the caller), the answer stands. Either way the
+   * environment is stopped and never serves again: a runtime that answers and then keeps running must not hold
+   * its environment, and the capacity behind it, forever.
+   */
   private onTimeout(cur: Current): void {
-    if (this.current !== cur || cur.response !== undefined) return;
+    if (this.current !== cur) return;
     const secs = this.version.config.timeoutSec.toFixed(2);
     const id = cur.input.requestId;
     cur.log.push({ requestId: id, timestamp: Date.now(), message: `${new Date().toISOString()} ${id} Task timed out after ${secs} seconds` });
-    cur.response = { payload: errorPayload('Sandbox.Timedout', `RequestId: ${id} Error: Task timed out after ${secs} seconds`), functionError: 'Unhandled' };
+    cur.response ??= { payload: errorPayload('Sandbox.Timedout', `RequestId: ${id} Error: Task timed out after ${secs} seconds`), functionError: 'Unhandled' };
+    cur.timedOut = true;
     cur.fatal = true;
     this.complete(cur);
     void this.stop();

@@ -11,8 +11,14 @@ import type { Pool } from './pool.js';
  * A configuration's allocation, as Lambda reports it:
  *
  *   IN_PROGRESS ─> READY            every requested environment has run Init
- *        └──────> FAILED            Init failed (StatusReason), until the configuration is put again
+ *        └──────> FAILED            Init failed, or environments kept stopping soon after it (StatusReason),
+ *                                   until the configuration is put again
  *   READY ─> IN_PROGRESS            an environment was lost and is being re-created, or more were requested
+ *
+ * An environment lost before it served an invocation and less than `healthyMs` after it was ready (a runtime that
+ * crashes after Init) counts as a failure; each failure in a row doubles
+ * the wait before the next one is created (from `backoffBaseMs`, at most `backoffMaxMs`), and after `failAfter`
+ * in a row the configuration is FAILED. One that lived longer is simply replaced, and the count starts again.
  */
 export type ProvisionedStatus = 'IN_PROGRESS' | 'READY' | 'FAILED';
 
@@ -41,7 +47,27 @@ interface Allocation {
   starting: number;
   closed: boolean;
   retry?: NodeJS.Timeout;
+  /** When each environment became ready. */
+  readonly readySince: Map<Environment, number>;
+  /** Environments in a row lost soon after they were ready; none are started before `backoffUntil`. */
+  failures: number;
+  backoffUntil: number;
 }
+
+/** How provisioned environments that keep stopping are backed off, and when the configuration is given up. */
+export interface ProvisionedBackoff {
+  readonly healthyMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly failAfter: number;
+}
+
+export const DEFAULT_PROVISIONED_BACKOFF: ProvisionedBackoff = Object.freeze({
+  healthyMs: 60_000,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 60_000,
+  failAfter: 5,
+});
 
 const INIT_FAILURE = 'FUNCTION_ERROR_INIT_FAILURE';
 const keyOf = (fn: string, qualifier: string): string => `${fn}\u0000${qualifier}`;
@@ -56,6 +82,7 @@ export class ProvisionedConcurrency {
   private readonly allocations = new Map<string, Allocation>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  private readonly backoff: ProvisionedBackoff;
 
   constructor(private readonly o: {
     readonly pool: Pool;
@@ -65,7 +92,9 @@ export class ProvisionedConcurrency {
     readonly logger: Logger;
     /** How often configurations are checked against their alias, version and environments. */
     readonly reconcileMs?: number;
+    readonly backoff?: Partial<ProvisionedBackoff>;
   }) {
+    this.backoff = Object.freeze({ ...DEFAULT_PROVISIONED_BACKOFF, ...o.backoff });
     this.timer = setInterval(() => this.reconcile(), o.reconcileMs ?? 1000);
     this.timer.unref();
   }
@@ -128,7 +157,10 @@ export class ProvisionedConcurrency {
     }
     let a = this.allocations.get(k);
     if (a === undefined) {
-      a = { functionName: rec.functionName, qualifier: rec.qualifier, version, requested: rec.requested, lastModified: rec.lastModified, status: 'IN_PROGRESS', envs: new Set(), starting: 0, closed: false };
+      a = {
+        functionName: rec.functionName, qualifier: rec.qualifier, version, requested: rec.requested, lastModified: rec.lastModified,
+        status: 'IN_PROGRESS', envs: new Set(), starting: 0, closed: false, readySince: new Map(), failures: 0, backoffUntil: 0,
+      };
       this.allocations.set(k, a);
     } else {
       a.requested = rec.requested;
@@ -136,6 +168,8 @@ export class ProvisionedConcurrency {
       if (restart && a.status === 'FAILED') {
         a.status = 'IN_PROGRESS';
         delete a.reason;
+        a.failures = 0;
+        a.backoffUntil = 0;
       }
       if (a.version.version !== version.version) this.retarget(a, version);
     }
@@ -161,6 +195,17 @@ export class ProvisionedConcurrency {
     }
     if (current.state === 'Active') {
       a.version = current;
+      const wait = a.backoffUntil - Date.now();
+      if (wait > 0 && a.envs.size + a.starting < a.requested) {
+        // Backing off after environments that kept stopping: the next one is started when the wait is over.
+        a.retry ??= setTimeout(() => {
+          a.retry = undefined;
+          this.fill(a);
+        }, wait);
+        a.retry.unref();
+        a.status = 'IN_PROGRESS';
+        return;
+      }
       while (a.envs.size + a.starting < a.requested) {
         a.starting++;
         void this.startOne(a, current);
@@ -198,18 +243,41 @@ export class ProvisionedConcurrency {
       return;
     }
     a.envs.add(env);
+    a.readySince.set(env, Date.now());
     if (a.envs.size >= a.requested) a.status = 'READY';
   }
 
   private lostOne(a: Allocation, env: Environment): void {
     if (!a.envs.delete(env)) return;
-    this.o.logger.info({ fn: a.functionName, qualifier: a.qualifier }, 'provisioned environment stopped; re-creating it');
+    const since = a.readySince.get(env) ?? 0;
+    a.readySince.delete(env);
+    const b = this.backoff;
+    // Lost while or after serving (a crash, timeout or out-of-memory of an invocation): replaced at once, as on Lambda.
+    if (Date.now() - since >= b.healthyMs || env.lastUsed >= since) {
+      a.failures = 0;
+      this.o.logger.info({ fn: a.functionName, qualifier: a.qualifier }, 'provisioned environment stopped; re-creating it');
+      this.fill(a);
+      return;
+    }
+    a.failures++;
+    if (a.failures >= b.failAfter) {
+      this.o.logger.warn({ fn: a.functionName, qualifier: a.qualifier, failures: a.failures }, 'provisioned concurrency: environments keep stopping after Init; FAILED');
+      this.fail(a, `${a.failures} provisioned environments in a row stopped after Init before serving an invocation; put the configuration again to retry`);
+      return;
+    }
+    const wait = Math.min(b.backoffMaxMs, b.backoffBaseMs * 2 ** (a.failures - 1));
+    a.backoffUntil = Date.now() + wait;
+    this.o.logger.warn({ fn: a.functionName, qualifier: a.qualifier, failures: a.failures, waitMs: wait }, 'provisioned environment stopped soon after Init; re-creating it after a wait');
+    a.status = 'IN_PROGRESS';
     this.fill(a);
   }
 
   private fail(a: Allocation, reason: string): void {
     a.status = 'FAILED';
     a.reason = reason;
+    if (a.retry !== undefined) clearTimeout(a.retry);
+    a.retry = undefined;
+    a.readySince.clear();
     for (const env of a.envs) this.o.pool.unprovision(env);
     a.envs.clear();
   }
@@ -217,6 +285,9 @@ export class ProvisionedConcurrency {
   private retarget(a: Allocation, version: VersionRecord): void {
     for (const env of a.envs) this.o.pool.unprovision(env);
     a.envs.clear();
+    a.readySince.clear();
+    a.failures = 0;
+    a.backoffUntil = 0;
     a.version = version;
     if (a.status !== 'FAILED') a.status = 'IN_PROGRESS';
   }

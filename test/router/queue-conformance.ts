@@ -98,6 +98,15 @@ export function queueConformance(name: string, make: () => Promise<QueueFixture>
       assert.ok(next.every((x) => x.invokes === 0));
     }));
 
+    test('an event keeps its hop count, 0 unless given; follow-ups carry theirs', withQueue(async ({ a }) => {
+      await a.put(event(1, 1000));
+      await a.put(event(2, 1000, { hops: 7 }));
+      const got = await a.claim(1000, 10);
+      assert.deepEqual(got.map((x) => x.hops), [0, 7]);
+      await a.complete((got[1] as { requestId: string }).requestId, [event(3, 1000, { hops: 16 })]);
+      assert.deepEqual((await a.claim(1000, 10)).map((x) => x.hops), [16]);
+    }));
+
     test('only the holder of a lease may start, release or complete the event', withQueue(async ({ a, b }) => {
       await a.put(event(1, 1000));
       await a.put(event(2, 1000));
