@@ -82,6 +82,7 @@ async function detect(opts: CgroupOptions): Promise<CgroupManager | null> {
     }
     await manager.probe();
     void manager.sweep();
+    void manager.thawOrphans();
     log.debug({ version, parents: manager.parents }, 'sandbox cgroups ready');
     return manager;
   } catch (err) {
@@ -276,6 +277,50 @@ export class CgroupManager {
     return removed;
   }
 
+  /**
+   * Kill environments left frozen by a Thaw that died: a frozen task does not act even on the SIGKILL that
+   * bwrap's --die-with-parent queued for it, so without this they would hold their pids and memory forever. A
+   * frozen cgroup is orphaned when none of its processes has a parent outside it other than pid 1 (the owner's
+   * node process is that parent while it lives). Returns the number of cgroups thawed and killed.
+   */
+  async thawOrphans(): Promise<number> {
+    let n = 0;
+    // As pid 1 (a container's init) this process is itself the parent that orphans get: no way to tell.
+    if (process.pid === 1) return 0;
+    for (const parent of this.parents) {
+      let names: string[];
+      try {
+        names = await readdir(parent);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) continue;
+        const dir = join(parent, name);
+        const frozen = this.version === 1 ? readOr(join(dir, 'freezer.state'), '') !== 'THAWED' && readOr(join(dir, 'freezer.state'), '') !== '' : readOr(join(dir, 'cgroup.freeze'), '0') === '1';
+        if (!frozen) continue;
+        const pids = readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((l) => l !== '').map(Number);
+        const inside = new Set(pids);
+        const owners = pids.map(parentPid).filter((pp) => pp !== undefined && !inside.has(pp) && pp > 1);
+        if (pids.length > 0 && owners.length > 0) continue;
+        try {
+          writeFileSync(join(dir, this.version === 1 ? 'freezer.state' : 'cgroup.freeze'), this.version === 1 ? 'THAWED' : '0');
+        } catch {
+          continue;
+        }
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Gone.
+          }
+        }
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Create the cgroup of one environment with its limits applied. */
   async create(id: string, limits: CgroupLimits): Promise<Cgroup> {
     if (!/^[a-z0-9][a-z0-9-]*$/.test(id)) throw new ThawError('Service', `invalid sandbox id ${JSON.stringify(id)}`);
@@ -324,6 +369,14 @@ async function rmdirRetry(dir: string): Promise<void> {
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The parent pid of a process, from /proc; undefined when it is gone. */
+function parentPid(pid: number): number | undefined {
+  const stat = readOr(`/proc/${pid}/stat`, '');
+  if (stat === '') return undefined;
+  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  return Number.isInteger(ppid) ? ppid : undefined;
 }
 
 /** cgroup v1 cpu.shares → v2 cpu.weight (the conversion systemd and the OCI runtimes use). */
