@@ -58,11 +58,15 @@ describe('neighbours (namespaces driver)', { skip }, () => {
   test('two functions run as different uids from the reserved range, with 1,024 descriptors', async () => {
     const code = `const fs = require('fs');
       exports.handler = async () => ({ uid: process.getuid(), gid: process.getgid(),
-        nofile: /^Max open files\\s+(\\d+)\\s+(\\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8')).slice(1) });`;
+        nofile: /^Max open files\\s+(\\d+)\\s+(\\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8')).slice(1),
+        mountinfo: fs.readFileSync('/proc/self/mountinfo', 'utf8') });`;
     await create('who-a', code);
     await create('who-b', code);
-    const a = decode((await invoke('who-a')).Payload) as { uid: number; gid: number; nofile: string[] };
-    const b = decode((await invoke('who-b')).Payload) as { uid: number; gid: number; nofile: string[] };
+    const a = decode((await invoke('who-a')).Payload) as { uid: number; gid: number; nofile: string[]; mountinfo: string };
+    const b = decode((await invoke('who-b')).Payload) as { uid: number; gid: number; nofile: string[]; mountinfo: string };
+    // What the mount table still shows of the host is documented; Thaw's data directory is never in it.
+    assert.doesNotMatch(a.mountinfo, new RegExp(s.dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    assert.match(a.mountinfo, / \/var\/task ro,/);
     assert.notEqual(a.uid, b.uid);
     for (const x of [a, b]) {
       assert.ok(x.uid >= DEFAULT_UID_BASE, `uid ${x.uid}`);
