@@ -25,6 +25,7 @@ import { SqliteEventQueue } from './router/sqlite-queue.js';
 import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
+import { IdentityPool } from './sandbox/identity.js';
 import { createApiServer } from './api/server.js';
 import type { HttpLimits } from './api/limits.js';
 import { DEFAULT_REGION } from './control/arn.js';
@@ -39,6 +40,8 @@ export interface ThawOptions {
   readonly dataDir: string;
   readonly credentials?: Credentials;
   readonly driver?: 'namespaces' | 'process';
+  /** First host uid of the range sandboxes run as, one uid per environment (namespaces driver). */
+  readonly sandboxUidBase?: number;
   readonly keepAliveMs?: number;
   /**
    * `histogram` (default): keep-alive and pre-warm from each version's own idle times, keepAliveMs while it has
@@ -153,7 +156,11 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   await opt.collect(keep);
   const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.materialise(sha));
   const logs = new LogStore(db, o.logCapBytes);
-  const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
+  const driver = await selectDriver({
+    ...(o.driver === undefined ? {} : { preferred: o.driver }),
+    ...(o.sandboxUidBase === undefined ? {} : { namespaces: { identities: new IdentityPool({ base: o.sandboxUidBase }) } }),
+    logger,
+  });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);

@@ -11,6 +11,7 @@ export function registerServe(program: Command): void {
     .option('--driver <name>', 'sandbox driver: namespaces or process (default: namespaces when available)')
     .option('--keep-alive <duration>', 'how long idle environments are kept: seconds, or 90s, 10m, 2h (the histogram policy\'s fallback)', durationOption(1, 86400))
     .option('--keep-alive-policy <policy>', 'histogram (from each version\'s idle times, with pre-warming) or fixed', 'histogram')
+    .option('--sandbox-uid-base <uid>', 'first host uid of the 65,536 that environments run as, one each (default 1879048192)', intOption(1, 0xfffefffe))
     .option('--max-environments <n>', 'cap on execution environments on this machine', intOption(1, 100000))
     .option('--account-concurrency <n>', 'account concurrency limit: invocations in flight at once (default: sized to CPUs and memory)', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
@@ -20,7 +21,7 @@ export function registerServe(program: Command): void {
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
     .option('--request-timeout <duration>', 'time a client has to send a whole request, headers and body (default 300s)', durationOption(1, 3600))
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -39,6 +40,7 @@ export function registerServe(program: Command): void {
         ...(o.keepAlive === undefined ? {} : { keepAliveMs: o.keepAlive * 1000 }),
         keepAlivePolicy: o.keepAlivePolicy,
         ...(o.maxEnvironments === undefined ? {} : { maxEnvironments: o.maxEnvironments }),
+        ...(o.sandboxUidBase === undefined ? {} : { sandboxUidBase: o.sandboxUidBase }),
         ...(o.accountConcurrency === undefined ? {} : { accountConcurrency: o.accountConcurrency }),
         stemCells: o.stemCells,
         codeCache: o.codeCache,

@@ -18,8 +18,13 @@ import type { Logger } from '../util/log.js';
  */
 
 export type CgroupVersion = 1 | 2;
-export type Controller = 'memory' | 'pids' | 'cpu';
+export type Controller = 'memory' | 'pids' | 'cpu' | 'freezer' | 'cpuacct';
+/** Limits: a warning names the ones missing. */
 const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'cpu'];
+/** v1 only: freezing idle environments and reading their CPU time (v2 has both in every cgroup). */
+const V1_EXTRA: readonly Controller[] = ['freezer', 'cpuacct'];
+/** The share of the host's pid_max / threads-max that all sandboxes together may use (the parent's pids.max). */
+export const ACCOUNT_PIDS_SHARE = 0.5;
 
 export interface CgroupLimits {
   readonly memoryBytes: number;
@@ -77,6 +82,7 @@ async function detect(opts: CgroupOptions): Promise<CgroupManager | null> {
     }
     await manager.probe();
     void manager.sweep();
+    void manager.thawOrphans();
     log.debug({ version, parents: manager.parents }, 'sandbox cgroups ready');
     return manager;
   } catch (err) {
@@ -112,7 +118,7 @@ function parseMountinfo(text: string): { v1: Map<string, Mount>; v2: Mount | und
       if (v2 === undefined || point === '/sys/fs/cgroup') v2 = { point, root };
     } else if (fstype === 'cgroup') {
       for (const opt of superOpts.split(',')) {
-        if ((CONTROLLERS as readonly string[]).includes(opt) && !v1.has(opt)) v1.set(opt, { point, root });
+        if ([...CONTROLLERS, ...V1_EXTRA].includes(opt as Controller) && !v1.has(opt)) v1.set(opt, { point, root });
       }
     }
   }
@@ -149,7 +155,7 @@ async function setupV1(
   parent: string | undefined,
 ): Promise<CgroupManager> {
   const parents = new Map<Controller, string>();
-  for (const c of CONTROLLERS) {
+  for (const c of [...CONTROLLERS, ...V1_EXTRA]) {
     const mount = mounts.get(c);
     if (mount === undefined) continue;
     const dir = underMount(mount, parent ?? join(own.get(c) ?? '/', 'thaw'));
@@ -157,6 +163,7 @@ async function setupV1(
     parents.set(c, dir);
   }
   if (!parents.has('memory')) throw new Error('cgroup v1 memory controller is not mounted');
+  capAccountPids(parents.get('pids'));
   return new CgroupManager(1, parents);
 }
 
@@ -183,7 +190,34 @@ async function setupV2(mount: Mount | undefined, parent: string | undefined): Pr
     }
     if (ok) parents.set(c, dir);
   }
+  capAccountPids(parents.get('pids'));
   return new CgroupManager(2, parents, dir);
+}
+
+/**
+ * The host's own limits on tasks: pid_max and threads-max (each thread takes a pid). A sandbox's pids.max
+ * bounds one environment; the parent's, written here, bounds all of them together, so environments × their
+ * pids.max can exceed the host's pids without the host running out.
+ */
+export function accountPidsMax(share = ACCOUNT_PIDS_SHARE): number {
+  const pidMax = Number(readOr('/proc/sys/kernel/pid_max', '32768'));
+  const threadsMax = Number(readOr('/proc/sys/kernel/threads-max', String(pidMax)));
+  const host = Math.min(pidMax > 0 ? pidMax : 32768, threadsMax > 0 ? threadsMax : pidMax);
+  return Math.max(64, Math.floor(host * share));
+}
+
+/** Set the parent's pids.max (lowering only: an operator's tighter cap stays). Best effort. */
+function capAccountPids(dir: string | undefined): void {
+  if (dir === undefined) return;
+  const file = join(dir, 'pids.max');
+  const want = accountPidsMax();
+  const now = readOr(file, 'max');
+  if (now !== 'max' && Number(now) <= want) return;
+  try {
+    writeFileSync(file, String(want));
+  } catch {
+    // Not ours to change (delegated hierarchy): each environment's own pids.max still applies.
+  }
 }
 
 export class CgroupManager {
@@ -243,6 +277,50 @@ export class CgroupManager {
     return removed;
   }
 
+  /**
+   * Kill environments left frozen by a Thaw that died: a frozen task does not act even on the SIGKILL that
+   * bwrap's --die-with-parent queued for it, so without this they would hold their pids and memory forever. A
+   * frozen cgroup is orphaned when none of its processes has a parent outside it other than pid 1 (the owner's
+   * node process is that parent while it lives). Returns the number of cgroups thawed and killed.
+   */
+  async thawOrphans(): Promise<number> {
+    let n = 0;
+    // As pid 1 (a container's init) this process is itself the parent that orphans get: no way to tell.
+    if (process.pid === 1) return 0;
+    for (const parent of this.parents) {
+      let names: string[];
+      try {
+        names = await readdir(parent);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) continue;
+        const dir = join(parent, name);
+        const frozen = this.version === 1 ? readOr(join(dir, 'freezer.state'), '') !== 'THAWED' && readOr(join(dir, 'freezer.state'), '') !== '' : readOr(join(dir, 'cgroup.freeze'), '0') === '1';
+        if (!frozen) continue;
+        const pids = readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((l) => l !== '').map(Number);
+        const inside = new Set(pids);
+        const owners = pids.map(parentPid).filter((pp) => pp !== undefined && !inside.has(pp) && pp > 1);
+        if (pids.length > 0 && owners.length > 0) continue;
+        try {
+          writeFileSync(join(dir, this.version === 1 ? 'freezer.state' : 'cgroup.freeze'), this.version === 1 ? 'THAWED' : '0');
+        } catch {
+          continue;
+        }
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // Gone.
+          }
+        }
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Create the cgroup of one environment with its limits applied. */
   async create(id: string, limits: CgroupLimits): Promise<Cgroup> {
     if (!/^[a-z0-9][a-z0-9-]*$/.test(id)) throw new ThawError('Service', `invalid sandbox id ${JSON.stringify(id)}`);
@@ -291,6 +369,14 @@ async function rmdirRetry(dir: string): Promise<void> {
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The parent pid of a process, from /proc; undefined when it is gone. */
+function parentPid(pid: number): number | undefined {
+  const stat = readOr(`/proc/${pid}/stat`, '');
+  if (stat === '') return undefined;
+  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  return Number.isInteger(ppid) ? ppid : undefined;
 }
 
 /** cgroup v1 cpu.shares → v2 cpu.weight (the conversion systemd and the OCI runtimes use). */
@@ -420,6 +506,63 @@ export class Cgroup {
     return this.oom;
   }
 
+  /** The file that freezes this cgroup and the values that freeze and thaw it; undefined without a freezer. */
+  private freezer(): { file: string; frozen: string; thawed: string } | undefined {
+    if (this.version === 2) {
+      const dir = this.dirs[0];
+      return dir === undefined ? undefined : { file: join(dir, 'cgroup.freeze'), frozen: '1', thawed: '0' };
+    }
+    const file = this.file('freezer', 'freezer.state');
+    return file === undefined ? undefined : { file, frozen: 'FROZEN', thawed: 'THAWED' };
+  }
+
+  /**
+   * Stop every process of the cgroup (v1 freezer.state, v2 cgroup.freeze). One write; the kernel completes the
+   * freeze on its own. Returns false when there is no freezer. Frozen processes ignore even SIGKILL on v1 until
+   * thawed: kill paths thaw first.
+   */
+  freeze(): boolean {
+    return this.setFrozen(true);
+  }
+
+  /** Resume a frozen cgroup: one write. */
+  thaw(): boolean {
+    return this.setFrozen(false);
+  }
+
+  /** Whether the last freeze() has not been undone. */
+  get isFrozen(): boolean {
+    return this.frozenNow;
+  }
+
+  private frozenNow = false;
+
+  private setFrozen(on: boolean): boolean {
+    if (this.removed !== undefined && on) return false;
+    const f = this.freezer();
+    if (f === undefined) return false;
+    if (this.frozenNow === on) return true;
+    try {
+      writeFileSync(f.file, on ? f.frozen : f.thawed);
+      this.frozenNow = on;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** CPU time used by the whole cgroup so far, in nanoseconds (v1 cpuacct.usage, v2 cpu.stat usage_usec). */
+  cpuUsageNs(): number | undefined {
+    if (this.version === 1) {
+      const f = this.file('cpuacct', 'cpuacct.usage');
+      const n = f === undefined ? NaN : Number(readOr(f, 'NaN'));
+      return Number.isFinite(n) ? n : undefined;
+    }
+    const dir = this.dirs[0];
+    const m = dir === undefined ? null : /^usage_usec (\d+)$/m.exec(readOr(join(dir, 'cpu.stat'), ''));
+    return m === null ? undefined : Number(m[1]) * 1000;
+  }
+
   /** Pids of every process in the cgroup (union over v1 hierarchies). */
   async procs(): Promise<number[]> {
     const pids = new Set<number>();
@@ -448,6 +591,9 @@ export class Cgroup {
 
   /** SIGKILL every process in the cgroup, including ones forked while we kill, and wait until it is empty. */
   async killAll(): Promise<void> {
+    // A frozen v1 task does not act on SIGKILL until it is thawed.
+    this.frozenNow = true;
+    this.setFrozen(false);
     const dir = this.dirs[0];
     if (this.version === 2 && dir !== undefined) {
       const killFile = join(dir, 'cgroup.kill');

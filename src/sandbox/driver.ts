@@ -10,7 +10,11 @@ export interface Mount {
   readonly host: string;
   /** Absolute path inside the sandbox, e.g. /var/task, /var/runtime, /opt. */
   readonly sandbox: string;
-  /** Writable instead of read-only (only for platform jobs such as snapshot builds, never for functions). */
+  /**
+   * Writable instead of read-only (only for platform jobs such as snapshot builds, never for functions). An
+   * isolating driver gives the directory itself (not what is in it) to the sandbox's uid while the sandbox
+   * runs and back to root when it is destroyed.
+   */
   readonly writable?: boolean;
 }
 
@@ -88,7 +92,19 @@ export interface Sandbox {
    * it runs; rejects when it cannot. Once only.
    */
   launch?(argv: readonly string[], env: Readonly<Record<string, string>>): Promise<void>;
-  /** Kill everything still running and release host resources (cgroups, temporary directories). Idempotent. */
+  /** Host uid the workload runs as, when the driver gives each environment its own. */
+  readonly uid?: number;
+  /**
+   * Stop every process of the environment while it waits for its next event (Lambda freezes idle
+   * environments). One write; the kernel completes the freeze on its own. Returns false when the driver cannot.
+   * kill() and destroy() thaw first.
+   */
+  freeze?(): boolean;
+  /** Resume a frozen environment: one write. A no-op when it is not frozen. */
+  thaw?(): void;
+  /** CPU time the whole environment has used, in nanoseconds, when the driver can tell. */
+  cpuUsageNs?(): number | undefined;
+  /** Kill everything still running and release host resources (cgroups, temporary directories, its uid). Idempotent. */
   destroy(): Promise<void>;
 }
 

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { chmod, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
@@ -10,6 +10,8 @@ import { ThawError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
+import { IdentityPool, type SandboxIdentity } from './identity.js';
+import { seccompArch, seccompProgram } from './seccomp/filter.js';
 import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { spawnSandboxProcess, validateLaunch, validateSpec, vmHwmBytes } from './process.js';
 
@@ -20,15 +22,18 @@ import { spawnSandboxProcess, validateLaunch, validateSpec, vmHwmBytes } from '.
  *
  * Process tree (host view):
  *
- *   node ─ sh (joins the cgroup, exec) ─ bwrap ─ [pid 1] perl "thaw-init" ─ argv (uid 993)
+ *   node ─ sh (joins the cgroup, exec) ─ bwrap ─ [pid 1] perl "thaw-init" ─ argv (the environment's uid)
  *                                                                       └─ TCP relay (runtimeApiTcp only)
  *
- * The workload runs as an unprivileged uid (993, Lambda's sbx_user1051) with every capability, the
- * bounding set included, cleared: bwrap run by root keeps uid 0 in the sandbox, and uid 0 even without
- * capabilities can write host sysctls through /proc/sys. The perl init (pid 1, ~2 ms) closes inherited
- * descriptors, opens the Runtime API TCP relay for runtimeApiTcp, drops privileges and runs argv with
- * exactly spec.env (received over a pipe, so no secret shows in a host `ps`), and reports argv's raw wait
- * status over a pipe: bwrap itself folds "killed by signal N" into exit code 128+N.
+ * The workload runs as an unprivileged uid of its own (Lambda's sbx_user1051 by name; a host uid leased from
+ * an IdentityPool for this sandbox alone, so environments share no keyring, process count or signals) with
+ * every capability, the bounding set included, cleared: bwrap run by root keeps uid 0 in the sandbox, and uid 0
+ * even without capabilities can write host sysctls through /proc/sys. Everything from pid 1 down runs under the
+ * seccomp filter of seccomp/filter.ts (bwrap --seccomp). The perl init (pid 1, ~2 ms) closes inherited
+ * descriptors, opens the Runtime API TCP relay for runtimeApiTcp, reaps every orphan, drops privileges, sets
+ * RLIMIT_NOFILE to Lambda's 1,024 and RLIMIT_NPROC to the pids limit, and runs argv with exactly spec.env
+ * (received over a pipe, so no secret shows in a host `ps`), and reports argv's raw wait status over a pipe:
+ * bwrap itself folds "killed by signal N" into exit code 128+N.
  *
  * The environment's cgroup holds bwrap and thaw-init too (and the relay: one process, plus two per open
  * connection), so they count against limits.pids and limits.memoryBytes: about 2 processes and 5 MB.
@@ -46,9 +51,12 @@ export interface NamespacesDriverOptions {
   readonly logger?: Logger;
   /** A cgroup manager, null to run without cgroups (no limits), or undefined to detect them on first start. */
   readonly cgroups?: CgroupManager | null;
-  /** Host uid and gid the workload runs as. Never 0; pick ids no host account uses. */
-  readonly uid?: number;
-  readonly gid?: number;
+  /** Where each sandbox's uid and gid come from (default: a pool over DEFAULT_UID_BASE, shared by the process). */
+  readonly identities?: IdentityPool;
+  /**
+   * Load the seccomp filter (default true). Off only in tests that show what distinct uids alone keep apart.
+   */
+  readonly seccomp?: boolean;
   readonly bwrap?: string;
   readonly perl?: string;
 }
@@ -83,12 +91,16 @@ const FD_ENV = 4;
 const FD_STATUS = 5;
 const FD_PASSWD = 6;
 const FD_GROUP = 7;
+const FD_SECCOMP = 8;
+/** Lambda's descriptor limit (soft and hard) for the workload. */
+export const NOFILE_LIMIT = 1024;
 
 /**
  * pid 1 inside the sandbox: root with only CAP_SETUID, CAP_SETGID and CAP_SETPCAP, out of the workload's
- * reach (another uid, and signals to a namespace's init are dropped). @ARGV: uid, gid, the prctl and capset
- * syscall numbers, the Runtime API socket for the TCP relay ('' = none), '1' for a deferred start ('' = not),
- * the working directory, then argv (none when deferred).
+ * reach (another uid, and signals to a namespace's init are dropped). @ARGV: uid, gid, the prctl, capset and
+ * prlimit64 syscall numbers, RLIMIT_NOFILE and RLIMIT_NPROC for the workload, the Runtime API socket for the TCP
+ * relay ('' = none), '1' for a deferred start ('' = not), the working directory, then argv (none when deferred).
+ * As pid 1 it is the parent of every orphan of the namespace, and its wait loop reaps them all.
  * fd 4: the environment, NUL-separated NAME=value, then (deferred) an empty item and argv, NUL-separated; the
  * init blocks reading it until the host closes it, which is how a deferred sandbox waits. fd 5: status lines to
  * the host ("waiting" for a deferred start, "pid N", "status W", "fail reason"). argv is held back until
@@ -100,7 +112,7 @@ const FD_GROUP = 7;
  */
 const INIT = String.raw`
 $0 = 'thaw-init';
-my ($uid, $gid, $prctl, $capset, $sock, $deferred, $cwd) = splice @ARGV, 0, 7;
+my ($uid, $gid, $prctl, $capset, $prlimit, $nofile, $nproc, $sock, $deferred, $cwd) = splice @ARGV, 0, 10;
 opendir my $d, '/proc/self/fd' or die "thaw-init: /proc/self/fd: $!\n";
 my @fds = grep { /^\d+$/ && $_ > 2 && $_ != 4 && $_ != 5 } readdir $d;
 closedir $d;
@@ -164,6 +176,9 @@ if (!$c) {
   syscall($prctl, 47, 4, 0, 0, 0) == 0 or die "thaw-init: ambient capabilities: $!\n";
   my ($hdr, $caps) = (pack('LL', 0x20080522, 0), pack('L6', (0) x 6));
   syscall($capset, $hdr, $caps) == 0 or die "thaw-init: capset: $!\n";
+  # RLIMIT_NOFILE (7) and RLIMIT_NPROC (6), soft and hard; without CAP_SYS_RESOURCE they cannot be raised again.
+  syscall($prlimit, 0, 7, pack('QQ', $nofile, $nofile), 0) == 0 or die "thaw-init: RLIMIT_NOFILE: $!\n";
+  syscall($prlimit, 0, 6, pack('QQ', $nproc, $nproc), 0) == 0 or die "thaw-init: RLIMIT_NPROC: $!\n";
   %ENV = %env;
   exec { $ARGV[0] } @ARGV;
   print STDERR "thaw: cannot exec $ARGV[0]: $!\n";
@@ -181,13 +196,15 @@ fail('lost the main process');
 `;
 
 /** prctl and capset syscall numbers, for the init's privilege drop. */
-const SYSCALLS: Partial<Record<string, { prctl: number; capset: number }>> = {
-  x64: { prctl: 157, capset: 126 },
+const SYSCALLS: Partial<Record<string, { prctl: number; capset: number; prlimit: number }>> = {
+  x64: { prctl: 157, capset: 126, prlimit: 302 },
   // The generic syscall table.
-  arm64: { prctl: 167, capset: 91 },
-  riscv64: { prctl: 167, capset: 91 },
-  loong64: { prctl: 167, capset: 91 },
+  arm64: { prctl: 167, capset: 91, prlimit: 261 },
+  riscv64: { prctl: 167, capset: 91, prlimit: 261 },
 };
+
+/** One pool per process unless a driver is given its own: leases are per host anyway. */
+let sharedIdentities: IdentityPool | undefined;
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -263,23 +280,24 @@ export class NamespacesDriver implements SandboxDriver {
   readonly canDefer = true;
   private readonly log: Logger;
   private cgroups: Promise<CgroupManager | null> | undefined;
-  private readonly uid: number;
-  private readonly gid: number;
+  private readonly identities: IdentityPool;
   private readonly bin: { bwrap: string; perl: string };
-  private readonly syscalls: { prctl: number; capset: number };
+  private readonly syscalls: { prctl: number; capset: number; prlimit: number };
+  /** The seccomp filter (bwrap --seccomp), or null when turned off. */
+  private readonly filter: Buffer | null;
   /** bwrap arguments for the system part of the tree, computed once from the host's layout. */
   private readonly systemArgs: readonly string[];
 
   constructor(opts: NamespacesDriverOptions = {}) {
     this.log = opts.logger ?? silentLogger;
     if (opts.cgroups !== undefined) this.cgroups = Promise.resolve(opts.cgroups);
-    this.uid = opts.uid ?? 993;
-    this.gid = opts.gid ?? 990;
-    if (this.uid === 0 || this.gid === 0) throw new ThawError('Service', 'sandbox uid and gid must not be 0');
+    this.identities = opts.identities ?? (sharedIdentities ??= new IdentityPool());
     this.bin = { bwrap: opts.bwrap ?? '/usr/bin/bwrap', perl: opts.perl ?? '/usr/bin/perl' };
     const syscalls = SYSCALLS[process.arch];
-    if (syscalls === undefined) throw new ThawError('Service', `namespaces sandbox not supported on ${process.arch}`);
+    const arch = seccompArch();
+    if (syscalls === undefined || arch === undefined) throw new ThawError('Service', `namespaces sandbox not supported on ${process.arch}`);
     this.syscalls = syscalls;
+    this.filter = opts.seccomp === false ? null : seccompProgram(arch);
     this.systemArgs = systemArgs();
   }
 
@@ -304,7 +322,16 @@ export class NamespacesDriver implements SandboxDriver {
 
     this.cgroups ??= detectCgroups({ logger: this.log });
     const manager = await this.cgroups;
-    const cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
+    const id = this.identities.acquire();
+    let cgroup: Cgroup | null = null;
+    try {
+      await ownWritableMounts(spec, id);
+      cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
+    } catch (err) {
+      await disownWritableMounts(spec);
+      id.release();
+      throw err;
+    }
 
     const command = [
       this.bin.bwrap,
@@ -313,10 +340,13 @@ export class NamespacesDriver implements SandboxDriver {
       this.bin.perl,
       '-e',
       INIT,
-      String(this.uid),
-      String(this.gid),
+      String(id.uid),
+      String(id.gid),
       String(this.syscalls.prctl),
       String(this.syscalls.capset),
+      String(this.syscalls.prlimit),
+      String(NOFILE_LIMIT),
+      String(Math.max(1, Math.floor(spec.limits.pids))),
       spec.runtimeApiTcp === true ? RUNTIME_API_SOCKET : '',
       spec.deferred === true ? '1' : '',
       spec.cwd,
@@ -324,22 +354,31 @@ export class NamespacesDriver implements SandboxDriver {
     ];
     const [file, ...args] =
       cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
-    const child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
-      env: {},
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    });
-    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log);
+    let child: ChildProcess;
+    try {
+      child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
+        env: {},
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      await cgroup?.remove();
+      await disownWritableMounts(spec);
+      id.release();
+      throw err;
+    }
+    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log, id, () => disownWritableMounts(spec));
     feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));
+    if (this.filter !== null) feed(child, FD_SECCOMP, this.filter);
     if (spec.deferred !== true) feed(child, FD_ENV, workload(spec.env));
     feed(
       child,
       FD_PASSWD,
       'root:x:0:0:root:/root:/usr/sbin/nologin\n' +
-        `sbx_user1051:x:${this.uid}:${this.gid}::/tmp:/usr/sbin/nologin\n` +
+        `sbx_user1051:x:${id.uid}:${id.gid}::/tmp:/usr/sbin/nologin\n` +
         'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
     );
-    feed(child, FD_GROUP, `root:x:0:\nsbx_user1051:x:${this.gid}:\nnogroup:x:65534:\n`);
+    feed(child, FD_GROUP, `root:x:0:\nsbx_user1051:x:${id.gid}:\nnogroup:x:65534:\n`);
 
     const failure = await (spec.deferred === true ? sb.waiting : sb.ready);
     if (failure !== undefined) {
@@ -388,6 +427,7 @@ export class NamespacesDriver implements SandboxDriver {
       '--cap-add',
       'CAP_SETPCAP',
       '--clearenv',
+      ...(this.filter === null ? [] : ['--seccomp', String(FD_SECCOMP)]),
       ...this.systemArgs,
       '--perms',
       '0444',
@@ -426,6 +466,31 @@ export class NamespacesDriver implements SandboxDriver {
   }
 }
 
+/**
+ * A writable mount (platform jobs only) is a directory the host made for the job: it is given to the sandbox's
+ * uid for the job's lifetime, its root only, never following a symlink, and taken back by disownWritableMounts.
+ */
+async function ownWritableMounts(spec: SandboxSpec, id: SandboxIdentity): Promise<void> {
+  for (const m of spec.mounts) {
+    if (m.writable !== true) continue;
+    const st = await lstat(m.host);
+    if (!st.isDirectory()) throw new ThawError('Service', `sandbox ${spec.id}: writable mount is not a directory`, { mount: m });
+    await chown(m.host, id.uid, id.gid);
+  }
+}
+
+async function disownWritableMounts(spec: SandboxSpec): Promise<void> {
+  for (const m of spec.mounts) {
+    if (m.writable !== true) continue;
+    try {
+      const st = await lstat(m.host);
+      if (st.isDirectory()) await chown(m.host, 0, 0);
+    } catch {
+      // Removed meanwhile.
+    }
+  }
+}
+
 function systemArgs(): string[] {
   const a = ['--ro-bind', '/usr', '/usr'];
   for (const p of SYSTEM) {
@@ -450,7 +515,7 @@ function workload(env: Readonly<Record<string, string>>, argv?: readonly string[
   return argv === undefined ? vars : `${vars}\0${nul(argv)}`;
 }
 
-function feed(child: ChildProcess, fd: number, data: string): void {
+function feed(child: ChildProcess, fd: number, data: string | Buffer): void {
   const s = (child.stdio as readonly unknown[])[fd] as Writable | null | undefined;
   if (s === null || s === undefined) return;
   // bwrap may fail before reading; the start() failure path reports that, not an EPIPE.
@@ -492,6 +557,8 @@ class NamespacesSandbox implements Sandbox {
     private readonly child: ChildProcess,
     private readonly cgroup: Cgroup | null,
     private readonly log: Logger,
+    private readonly identity: SandboxIdentity,
+    private readonly disown: () => Promise<void>,
   ) {
     const { stdout, stderr } = child;
     const status = (child.stdio as readonly unknown[])[FD_STATUS] as Readable | null | undefined;
@@ -575,8 +642,26 @@ class NamespacesSandbox implements Sandbox {
     return { code, signal, oomKilled };
   }
 
+  get uid(): number {
+    return this.identity.uid;
+  }
+
+  freeze(): boolean {
+    return !this.done && this.cgroup !== null && this.cgroup.freeze();
+  }
+
+  thaw(): void {
+    this.cgroup?.thaw();
+  }
+
+  cpuUsageNs(): number | undefined {
+    return this.cgroup?.cpuUsageNs();
+  }
+
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
     if (this.done) return;
+    // A frozen process would only see the signal once thawed.
+    this.cgroup?.thaw();
     const target = this.main ?? (signal === 'SIGKILL' ? this.init : undefined);
     if (target === undefined) {
       this.log.warn({ sandbox: this.id, signal }, 'no sandbox process to signal');
@@ -624,6 +709,9 @@ class NamespacesSandbox implements Sandbox {
       }
       await this.exited;
       await this.cgroup?.remove();
+      await this.disown();
+      // No process of this uid is left (the cgroup is empty, or the pid namespace died with its init).
+      this.identity.release();
       this.stdout.resume();
       this.stderr.resume();
     })();

@@ -12,6 +12,7 @@ import { functionArn } from '../control/arn.js';
 import type { RuntimeDef } from './runtimes.js';
 import { RESTORE_ENV, restoreArgv } from '../snapshot/restore.js';
 import { LineSplitter } from './lines.js';
+import { IdleFreezer } from './idle-freezer.js';
 import type { CodeCacheHandle } from './code-cache.js';
 import type { CodeCacheSink } from './code-cache-producer.js';
 import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js';
@@ -75,6 +76,8 @@ export interface EnvironmentOptions {
   readonly restore?: RestoreSource;
   /** Initialised ahead of traffic for provisioned concurrency (AWS_LAMBDA_INITIALIZATION_TYPE, REPORT line). */
   readonly provisioned?: boolean;
+  /** Freeze the sandbox this long after the runtime asks for its next event (default 50 ms; negative: never). */
+  readonly freezeIdleAfterMs?: number;
 }
 
 export interface RestoreSource {
@@ -131,8 +134,10 @@ export class Environment implements EnvironmentPort {
   private codeCacheHandle?: CodeCacheHandle;
   /** The snapshot this environment starts from, if any (given at construction, or to a restore cell). */
   private restore?: RestoreSource;
+  private readonly freezer: IdleFreezer;
 
   constructor(private readonly o: EnvironmentOptions) {
+    this.freezer = new IdleFreezer(o.freezeIdleAfterMs ?? 50);
     if (o.version !== undefined) this.bind(o.version);
     if (o.codeCache !== undefined) this.codeCacheHandle = o.codeCache;
     if (o.restore !== undefined) this.restore = o.restore;
@@ -414,6 +419,7 @@ export class Environment implements EnvironmentPort {
       };
       cur.timer = setTimeout(() => this.onTimeout(cur), timeoutMs);
       this.current = cur;
+      this.freezer.wake();
       if (this.pendingNext !== undefined) {
         const p = this.pendingNext;
         this.pendingNext = undefined;
@@ -464,6 +470,7 @@ export class Environment implements EnvironmentPort {
         return;
       }
       this.pendingNext = { resolve, reject };
+      this.freezer.idle(this.sandbox);
       signal.addEventListener('abort', () => {
         if (this.pendingNext?.resolve === resolve) this.pendingNext = undefined;
         reject(new Error('runtime disconnected'));
@@ -660,6 +667,7 @@ export class Environment implements EnvironmentPort {
     // A restore cell runs no process yet: nothing to shut down gracefully.
     const graceful = this.state !== 'cell';
     this.state = 'stopping';
+    this.freezer.wake();
     // The runtime's pending /next stays unanswered during Shutdown, as on Lambda: answering it would make the
     // runtime exit before its SIGTERM handlers ran.
     const sb = this.sandbox;

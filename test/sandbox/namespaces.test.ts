@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { detectCgroups } from '../../src/sandbox/cgroups.js';
 import { RUNTIME_API_SOCKET, type SandboxSpec } from '../../src/sandbox/driver.js';
+import { DEFAULT_UID_BASE } from '../../src/sandbox/identity.js';
 import { NamespacesDriver, RUNTIME_API_TCP_ADDRESS, decodeWaitStatus } from '../../src/sandbox/namespaces.js';
 import { probeNamespaces, selectDriver } from '../../src/sandbox/select.js';
 import { isThawError } from '../../src/util/errors.js';
@@ -87,7 +88,7 @@ describe('namespaces driver isolation', () => {
       spec('id -u; grep -E "^Cap(Eff|Prm|Bnd|Amb)" /proc/self/status; cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness && echo SYSCTL-WRITABLE'),
     );
     const lines = r.stdout.split('\n');
-    assert.equal(lines[0], '993');
+    assert.ok(Number(lines[0]) >= DEFAULT_UID_BASE, `uid ${lines[0]} from the sandbox range`);
     for (const l of lines.slice(1, 5)) assert.match(l, /^Cap\w+:\s+0+$/);
     assert.doesNotMatch(r.stdout, /SYSCTL-WRITABLE/);
   });
@@ -239,8 +240,9 @@ describe('namespaces driver isolation', () => {
       assert.equal(main.length, 1);
       assert.deepEqual(readdirSync(`/proc/${main[0]}/fd`).sort(), ['0', '1', '2']);
       const mainStatus = readFileSync(`/proc/${main[0]}/status`, 'utf8');
-      assert.match(mainStatus, /^Uid:\s+993\s+993\s+993\s+993$/m);
-      assert.match(mainStatus, /^Gid:\s+990\s+990\s+990\s+990$/m);
+      assert.match(mainStatus, new RegExp(`^Uid:\\s+${sb.uid}\\s+${sb.uid}\\s+${sb.uid}\\s+${sb.uid}$`, 'm'));
+      assert.match(mainStatus, new RegExp(`^Gid:\\s+${sb.uid}\\s+${sb.uid}\\s+${sb.uid}\\s+${sb.uid}$`, 'm'));
+      assert.ok((sb.uid ?? 0) >= DEFAULT_UID_BASE);
       for (const set of ['Inh', 'Prm', 'Eff', 'Bnd', 'Amb']) assert.match(mainStatus, new RegExp(`^Cap${set}:\\s+0+$`, 'm'));
     } finally {
       await sb.destroy();
@@ -259,7 +261,7 @@ describe('namespaces driver isolation', () => {
       await within(out.ended, 10_000, 'stdout to end');
       assert.deepEqual(exit, { code: 0, signal: null, oomKilled: false }, err.text);
       const [first, ...vars] = out.text.trim().split('\n');
-      assert.equal(first, 'hi there 993 /var/task code');
+      assert.equal(first, `hi there ${sb.uid} /var/task code`);
       assert.deepEqual(vars.filter((v) => !v.startsWith('PWD=') && !v.startsWith('SHLVL=') && !v.startsWith('_=')), ['GREETING=hi there', `PATH=${PATH}`]);
       await assert.rejects(sb.launch?.(['/bin/true'], {}) ?? Promise.resolve(), (e) => isThawError(e) && /launched already/.test(e.message));
     } finally {
