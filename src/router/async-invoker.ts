@@ -5,7 +5,7 @@ import type { Registry } from '../control/registry.js';
 import { functionArn } from '../control/arn.js';
 import { functionTargetOf } from '../control/destinations.js';
 import { ASYNC_DEFAULTS, type EventInvokeConfigs } from '../control/event-invoke-config.js';
-import type { LogStore } from '../logs/store.js';
+import type { LogWriter } from '../logs/writer.js';
 import { MAX_EVENT_PAYLOAD, type InvokeRequest, type Invoker } from './invoker.js';
 import type { AttemptResult, EventQueue, NewEvent, QueuedEvent } from './queue.js';
 import { invocationRecord, type RecordCondition } from './invocation-record.js';
@@ -15,7 +15,7 @@ export interface AsyncInvokerOptions {
   readonly invoker: Invoker;
   readonly registry: Registry;
   readonly configs: EventInvokeConfigs;
-  readonly logs: LogStore;
+  readonly logs: Pick<LogWriter, 'attemptStarted' | 'attemptEnded'>;
   readonly region: string;
   readonly logger: Logger;
   /** Events run at once. */
