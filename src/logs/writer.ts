@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../util/log.js';
+import { ThawError } from '../util/errors.js';
 import { LogBudget, type LogRate } from './budget.js';
 import type { LogAnswer, LogReply, LogRequest, LogStats, LogThreadData } from './messages.js';
 import { rowBytes, type LogLine, type LogQuery, type LogRetention, type LogRow } from './store.js';
@@ -52,6 +53,8 @@ export class LogWriter implements LogSink {
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The log thread has died: lines are dropped and queries fail until the server restarts. */
+  private dead = false;
   private readonly flushMs: number;
   private readonly maxInFlight: number;
   private readonly maxPending: number;
@@ -66,6 +69,7 @@ export class LogWriter implements LogSink {
       this.failAll(err);
     });
     worker.on('exit', (code) => {
+      this.dead = true;
       if (!this.closed) o.logger.error({ code }, 'log thread exited');
       this.failAll(new Error('the log thread has exited'));
     });
@@ -92,7 +96,7 @@ export class LogWriter implements LogSink {
   }
 
   write(functionName: string, version: string, entry: LogEntry, platform: boolean): void {
-    if (this.closed) return;
+    if (this.closed || this.dead) return;
     let p = this.pending.get(functionName);
     if (p === undefined) this.pending.set(functionName, (p = { rows: [], bytes: 0, dropped: 0 }));
     const bytes = rowBytes(entry.message);
@@ -191,7 +195,7 @@ export class LogWriter implements LogSink {
   }
 
   private call(req: DistributiveOmit<LogRequest, 'id'>, bytes: number): Promise<LogAnswer> {
-    if (this.closed && req.type !== 'close') return Promise.reject(new Error('the log store is closed'));
+    if (this.dead || (this.closed && req.type !== 'close')) return Promise.reject(new ThawError('ServiceUnavailable', 'The log store is not available.'));
     const id = this.nextId++;
     this.inFlight += bytes;
     return new Promise((resolve, reject) => {

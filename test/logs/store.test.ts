@@ -9,6 +9,8 @@ import { reportLine } from '../../src/logs/format.js';
 import { TailRing } from '../../src/logs/tail.js';
 import { LINE_CUT_MARKER, MAX_LINE_BYTES, OutputCapture } from '../../src/logs/capture.js';
 import { LogBudget } from '../../src/logs/budget.js';
+import { LogWriter } from '../../src/logs/writer.js';
+import { silentLogger } from '../../src/util/log.js';
 
 const row = (functionName: string, i: number, size = 200): LogRow =>
   ({ functionName, version: '$LATEST', requestId: `r${i}`, timestamp: 1000 + i, message: `line ${i} ${'x'.repeat(size)}`, attempt: null });
@@ -132,4 +134,26 @@ test('log budget: a burst, then the rate; once dry it stays dry until half the b
   assert.ok(!b.take(10));
   now += 200; // 600
   assert.ok(b.take(500));
+});
+
+test('log writer: storage falling behind drops only the flooding function\'s own lines, with a marker; platform lines stay', async () => {
+  const w = await LogWriter.open({ file: join(tmp(), 'logs.db'), logger: silentLogger, maxPendingBytesPerFunction: 64 * 1024, flushMs: 10_000 });
+  try {
+    const at = { timestamp: 1 };
+    w.write('loud', '$LATEST', { ...at, requestId: 'L', message: 'START RequestId: L' }, true);
+    for (let i = 0; i < 1000; i++) w.write('loud', '$LATEST', { ...at, requestId: 'L', message: 'x'.repeat(1000) }, false);
+    w.write('loud', '$LATEST', { ...at, requestId: 'L', message: 'END RequestId: L' }, true);
+    for (let i = 0; i < 10; i++) w.write('quiet', '$LATEST', { ...at, requestId: 'Q', message: `quiet ${i}` }, false);
+    const quiet = await w.query('quiet', { since: 0 });
+    assert.deepEqual(quiet.map((l) => l.message), Array.from({ length: 10 }, (_, i) => `quiet ${i}`));
+    const loud = (await w.query('loud', { since: 0, limit: 10000 })).map((l) => l.message);
+    assert.equal(loud[0], 'START RequestId: L');
+    assert.equal(loud.at(-1), 'END RequestId: L');
+    assert.ok(loud.length < 100, `${loud.length} lines kept`);
+    assert.match(loud.at(-2) ?? '', /^\[thaw\] \d+ bytes of log output dropped: log storage fell behind$/);
+    await w.deleteFunction('loud');
+    assert.equal((await w.query('loud', { since: 0 })).length, 0);
+  } finally {
+    await w.close();
+  }
 });
