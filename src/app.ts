@@ -163,6 +163,11 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     },
     ...(o.logRateBytesPerSecond === undefined ? {} : { rate: { bytesPerSecond: o.logRateBytesPerSecond } }),
   });
+  // The lines moved out of thaw.db left free pages there: give them back to the filesystem, once.
+  if (logs.imported > 0) {
+    db.exec('VACUUM');
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  }
   const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));

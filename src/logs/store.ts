@@ -74,7 +74,7 @@ export class LogStore {
   constructor(readonly file: string, retention: LogRetention = {}) {
     this.capBytes = retention.capBytes ?? 128 * 1024 * 1024;
     this.functionCapBytes = Math.min(retention.functionCapBytes ?? 16 * 1024 * 1024, this.capBytes);
-    this.reclaimBytes = Math.max(1024 * 1024, Math.floor(this.functionCapBytes / 4));
+    this.reclaimBytes = Math.min(8 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(this.functionCapBytes / 4)));
     this.db = new Database(file);
     // auto_vacuum only takes effect on a database without tables: set it first.
     this.db.pragma('auto_vacuum = INCREMENTAL');
@@ -242,7 +242,7 @@ export class LogStore {
   deleteFunction(functionName: string): void {
     this.db.prepare('DELETE FROM logs WHERE function_name = ?').run(functionName);
     this.setBytes(functionName, 0);
-    this.reclaim();
+    this.reclaim(true);
   }
 
   close(): void {

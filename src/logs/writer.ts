@@ -59,7 +59,11 @@ export class LogWriter implements LogSink {
   private readonly maxInFlight: number;
   private readonly maxPending: number;
 
-  private constructor(private readonly o: LogWriterOptions, private readonly worker: Worker) {
+  /** Lines moved from an older data directory's thaw.db when the store opened. */
+  readonly imported: number;
+
+  private constructor(private readonly o: LogWriterOptions, private readonly worker: Worker, imported: number) {
+    this.imported = imported;
     this.flushMs = o.flushMs ?? 50;
     this.maxInFlight = o.maxInFlightBytes ?? 8 * 1024 * 1024;
     this.maxPending = o.maxPendingBytesPerFunction ?? 2 * 1024 * 1024;
@@ -92,7 +96,7 @@ export class LogWriter implements LogSink {
       worker.once('error', reject);
     });
     if (imported > 0) o.logger.info({ lines: imported }, 'log lines moved from thaw.db to logs.db');
-    return new LogWriter(o, worker);
+    return new LogWriter(o, worker, imported);
   }
 
   write(functionName: string, version: string, entry: LogEntry, platform: boolean): void {
@@ -147,6 +151,13 @@ export class LogWriter implements LogSink {
     this.pending.delete(functionName);
     this.budgets.delete(functionName);
     await this.call({ type: 'delete', functionName }, 0);
+  }
+
+  /** Resolves once every line queued before the call is stored (committed in DATA/logs.db). */
+  async sync(): Promise<void> {
+    this.flush(true);
+    // The log thread answers in order: once this is answered, every append before it is committed.
+    await this.call({ type: 'stats' }, 0);
   }
 
   async stats(): Promise<LogStats> {

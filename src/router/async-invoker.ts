@@ -15,7 +15,7 @@ export interface AsyncInvokerOptions {
   readonly invoker: Invoker;
   readonly registry: Registry;
   readonly configs: EventInvokeConfigs;
-  readonly logs: Pick<LogWriter, 'attemptStarted' | 'attemptEnded'>;
+  readonly logs: Pick<LogWriter, 'attemptStarted' | 'attemptEnded' | 'sync'>;
   readonly region: string;
   readonly logger: Logger;
   /** Events run at once. */
@@ -201,6 +201,8 @@ export class AsyncInvoker {
     } finally {
       this.o.logs.attemptEnded(e.requestId);
     }
+    // The attempt's lines are stored before its outcome is: after a crash, the log shows every finished attempt.
+    await this.o.logs.sync().catch((err: unknown) => this.o.logger.warn({ err, requestId: e.requestId }, 'log lines of an async attempt not stored'));
     if (this.closed) return;
     if (result.functionError === undefined) {
       await this.finish(e, 'Success', attempt, result, s);
