@@ -38,6 +38,11 @@ const rssMb = (pid: number): number => {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) / 1024;
 };
+/** CPU seconds the process has used (user + system). */
+const cpuSeconds = (pid: number): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
 const sizeOf = (file: string): number => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
 const dbBytes = (dir: string, name: string): number => sizeOf(join(dir, name)) + sizeOf(join(dir, `${name}-wal`));
 
@@ -71,6 +76,7 @@ describe('log flood', () => {
     await victim(0);
     await s.client.send(new InvokeCommand({ FunctionName: 'flooder', Payload: Buffer.from(JSON.stringify({ mb: 1, errMb: 0 })) }));
     const baseline = rssMb(pid);
+    const cpu0 = cpuSeconds(pid);
     let peak = baseline;
     const sampler = setInterval(() => { peak = Math.max(peak, rssMb(pid)); }, 100);
 
@@ -87,6 +93,7 @@ describe('log flood', () => {
     clearInterval(sampler);
     peak = Math.max(peak, rssMb(pid));
     const victims = i - 1;
+    t.diagnostic(`server CPU during the flood (400 MB of output, ${latencies.length} neighbour invokes): ${(cpuSeconds(pid) - cpu0).toFixed(2)} s`);
     t.diagnostic(`victim invokes: ${latencies.length}, max ${Math.max(...latencies).toFixed(0)} ms; server RSS ${baseline.toFixed(0)} -> peak ${peak.toFixed(0)} MB`);
 
     assert.ok(Math.max(...latencies) < 5000, `a neighbour invoke took ${Math.max(...latencies).toFixed(0)} ms`);
