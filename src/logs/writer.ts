@@ -52,6 +52,8 @@ export class LogWriter implements LogSink {
   private nextId = 1;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** A flush left lines behind because of the in-flight cap: the next stored batch makes room for them. */
+  private heldBack = false;
   private closed = false;
   /** The log thread has died: lines are dropped and queries fail until the server restarts. */
   private dead = false;
@@ -193,8 +195,12 @@ export class LogWriter implements LogSink {
     const queued = [...this.pending.entries()].filter(([, p]) => p.rows.length > 0).sort((a, b) => a[1].bytes - b[1].bytes);
     const rows: LogRow[] = [];
     let bytes = 0;
+    this.heldBack = false;
     for (const [fn, p] of queued) {
-      if (!all && rows.length > 0 && this.inFlight + bytes + p.bytes > this.maxInFlight) break;
+      if (!all && rows.length > 0 && this.inFlight + bytes + p.bytes > this.maxInFlight) {
+        this.heldBack = true;
+        break;
+      }
       rows.push(...p.rows);
       bytes += p.bytes;
       this.pending.delete(fn);
@@ -223,8 +229,8 @@ export class LogWriter implements LogSink {
     this.inFlight -= c.bytes;
     if (m.ok) c.resolve(m);
     else c.reject(new Error(m.error));
-    // Room again: hand over what waited.
-    if (c.bytes > 0 && !this.closed && [...this.pending.values()].some((p) => p.rows.length > 0)) this.flush();
+    // Room again: hand over what waited for it (other lines wait for the timer, so that batches stay large).
+    if (this.heldBack && !this.closed) this.flush();
   }
 
   private failAll(err: Error): void {
