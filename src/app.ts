@@ -10,7 +10,7 @@ import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
 import { LayerRegistry } from './control/layers.js';
 import { OptDirs } from './worker/opt.js';
-import { LogStore } from './logs/store.js';
+import { LogWriter } from './logs/writer.js';
 import { Pool } from './worker/pool.js';
 import { Metrics } from './util/metrics.js';
 import { CodeCacheStore } from './worker/code-cache.js';
@@ -58,8 +58,12 @@ export interface ThawOptions {
   readonly logger?: Logger;
   /** Init phase limit (Lambda: 10 s). */
   readonly initTimeoutMs?: number;
-  /** Cap on stored log bytes. */
+  /** Cap on stored log bytes, all functions together (default 128 MiB). */
   readonly logCapBytes?: number;
+  /** Cap on one function's stored log bytes (default 16 MiB). */
+  readonly logFunctionCapBytes?: number;
+  /** One function's log rate, bytes per second (default 2 MiB/s, with a burst of 8 MiB): output beyond it is dropped. */
+  readonly logRateBytesPerSecond?: number;
   /** Keep pre-started runtimes ready (namespaces driver only). Default true. */
   readonly stemCells?: boolean;
   /** Produce and use post-init code caches for Node functions. Default true. */
@@ -155,7 +159,21 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   }
   await opt.collect(keep);
   const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.materialise(sha));
-  const logs = new LogStore(db, o.logCapBytes);
+  const logs = await LogWriter.open({
+    file: join(dataDir, 'logs.db'),
+    legacyDb: join(dataDir, 'thaw.db'),
+    logger,
+    retention: {
+      ...(o.logCapBytes === undefined ? {} : { capBytes: o.logCapBytes }),
+      ...(o.logFunctionCapBytes === undefined ? {} : { functionCapBytes: o.logFunctionCapBytes }),
+    },
+    ...(o.logRateBytesPerSecond === undefined ? {} : { rate: { bytesPerSecond: o.logRateBytesPerSecond } }),
+  });
+  // The lines moved out of thaw.db left free pages there: give them back to the filesystem, once.
+  if (logs.imported > 0) {
+    db.exec('VACUUM');
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  }
   const driver = await selectDriver({
     ...(o.driver === undefined ? {} : { preferred: o.driver }),
     ...(o.sandboxUidBase === undefined ? {} : { namespaces: { identities: new IdentityPool({ base: o.sandboxUidBase }) } }),
@@ -249,6 +267,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
       await new Promise<void>((r) => server.close(() => r()));
       await pool.close();
       await rapi.close();
+      await logs.close();
       db.close();
       rmSync(socketDir, { recursive: true, force: true });
       rmSync(runtimeDir, { recursive: true, force: true });

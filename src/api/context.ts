@@ -6,7 +6,7 @@ import type { LayerRegistry } from '../control/layers.js';
 import type { Store } from '../store/store.js';
 import type { Invoker } from '../router/invoker.js';
 import type { Pool } from '../worker/pool.js';
-import type { LogStore } from '../logs/store.js';
+import type { LogWriter } from '../logs/writer.js';
 import type { Concurrency } from '../router/concurrency.js';
 import type { ProvisionedConcurrency } from '../worker/provisioned.js';
 import type { AsyncInvoker } from '../router/async-invoker.js';
@@ -21,7 +21,7 @@ export interface ApiContext {
   readonly store?: Store;
   readonly invoker: Invoker;
   readonly pool: Pool;
-  readonly logs: LogStore;
+  readonly logs: LogWriter;
   readonly region: string;
   /** Secret for Thaw-signed download links (GetFunction's Code.Location). */
   readonly linkSecret: Buffer;

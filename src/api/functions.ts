@@ -182,8 +182,9 @@ async function updateConfiguration(ctx: ApiContext, req: ApiRequest): Promise<Ap
 async function deleteFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   const t = target(req);
   ctx.registry.deleteFunction(t.name, t.qualifier);
-  if (t.qualifier === undefined) ctx.logs.deleteFunction(t.name);
   await ctx.pool.drain(t.name, t.qualifier);
+  // After the drain: lines its environments wrote while stopping go too.
+  if (t.qualifier === undefined) await ctx.logs.deleteFunction(t.name);
   return { status: 204 };
 }
 

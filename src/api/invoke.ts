@@ -1,6 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
 import { ThawError } from '../util/errors.js';
-import { tail } from '../logs/format.js';
 import { MAX_SYNC_PAYLOAD } from '../router/invoker.js';
 import { parseFunctionRef, resolveQualifier } from '../control/arn.js';
 import type { ApiContext, ApiRequest, ApiResponse, Route } from './context.js';
@@ -48,12 +47,12 @@ async function invoke(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
     'content-type': 'application/json',
   };
   if (r.functionError !== undefined) headers['x-amz-function-error'] = r.functionError;
-  if (logType === 'Tail') headers['x-amz-log-result'] = tail(r.log.map((l) => `${l.message}\n`).join(''));
+  if (logType === 'Tail') headers['x-amz-log-result'] = r.tail.toString('base64');
   return { status: 200, raw: r.payload, headers };
 }
 
 /** Thaw's own operations: logs and drain (for operators and benchmarks), code downloads. */
-function logs(ctx: ApiContext, req: ApiRequest): ApiResponse {
+async function logs(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
   const { name } = target(req);
   ctx.registry.mustVersion(name, '$LATEST');
   const q = req.url.searchParams;
@@ -61,7 +60,7 @@ function logs(ctx: ApiContext, req: ApiRequest): ApiResponse {
   const since = intParam(q.get('since') ?? undefined, 'since', 0, Number.MAX_SAFE_INTEGER);
   const limit = intParam(q.get('limit') ?? undefined, 'limit', 1, 10000);
   const requestId = q.get('requestId') ?? undefined;
-  const events = ctx.logs.query(name, {
+  const events = await ctx.logs.query(name, {
     ...(afterSeq === undefined ? {} : { afterSeq }),
     ...(since === undefined ? {} : { since }),
     ...(limit === undefined ? {} : { limit }),

@@ -29,13 +29,3 @@ export function reportLine(f: ReportFields): string {
 
 export const initStartLine = (runtimeId: string, binaryVersion: string): string =>
   `INIT_START Runtime Version: ${runtimeId.replace(/\.x$/, '')}.v${binaryVersion}\tRuntime Version ARN: arn:aws:lambda:us-east-1::runtime:thaw-${runtimeId}-${binaryVersion}`;
-
-/** The last `maxBytes` bytes of a log, cut at a character boundary, as LogType=Tail returns them (base64). */
-export function tail(text: string, maxBytes = 4096): string {
-  const buf = Buffer.from(text, 'utf8');
-  if (buf.length <= maxBytes) return buf.toString('base64');
-  let start = buf.length - maxBytes;
-  // Do not start in the middle of a UTF-8 sequence.
-  while (start < buf.length && ((buf[start] as number) & 0xc0) === 0x80) start++;
-  return buf.subarray(start).toString('base64');
-}

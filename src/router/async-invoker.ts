@@ -5,7 +5,7 @@ import type { Registry } from '../control/registry.js';
 import { functionArn } from '../control/arn.js';
 import { functionTargetOf } from '../control/destinations.js';
 import { ASYNC_DEFAULTS, type EventInvokeConfigs } from '../control/event-invoke-config.js';
-import type { LogStore } from '../logs/store.js';
+import type { LogWriter } from '../logs/writer.js';
 import { MAX_EVENT_PAYLOAD, type InvokeRequest, type Invoker } from './invoker.js';
 import type { AttemptResult, EventQueue, NewEvent, QueuedEvent } from './queue.js';
 import { invocationRecord, recordWithin, type RecordCondition } from './invocation-record.js';
@@ -16,7 +16,7 @@ export interface AsyncInvokerOptions {
   readonly invoker: Invoker;
   readonly registry: Registry;
   readonly configs: EventInvokeConfigs;
-  readonly logs: LogStore;
+  readonly logs: Pick<LogWriter, 'attemptStarted' | 'attemptEnded' | 'sync' | 'write'>;
   readonly region: string;
   readonly logger: Logger;
   /** Events run at once. */
@@ -202,6 +202,8 @@ export class AsyncInvoker {
     } finally {
       this.o.logs.attemptEnded(e.requestId);
     }
+    // The attempt's lines are stored before its outcome is: after a crash, the log shows every finished attempt.
+    await this.o.logs.sync().catch((err: unknown) => this.o.logger.warn({ err, requestId: e.requestId }, 'log lines of an async attempt not stored'));
     if (this.closed) return;
     if (result.functionError === undefined) {
       await this.finish(e, 'Success', attempt, result, s);
@@ -273,11 +275,11 @@ export class AsyncInvoker {
       const source = functionArn(this.o.region, e.functionName, e.qualifier ?? '$LATEST');
       const target = functionArn(this.o.region, d.name, d.qualifier ?? '$LATEST');
       this.o.logger.warn({ requestId: e.requestId, from: source, to: target }, 'async event: recursive loop detected; invocation stopped');
-      this.o.logs.append(d.name, d.qualifier ?? '$LATEST', [{
+      this.o.logs.write(d.name, d.qualifier ?? '$LATEST', {
         requestId: null,
         timestamp: now,
         message: `Recursive invocation loop detected: an event from ${source} (RequestId: ${e.requestId}) was not invoked; its chain made ${MAX_CHAIN_INVOCATIONS} invocations`,
-      }]);
+      }, true);
       if (notice !== undefined) continue;
       const t = this.settings(d.name, d.qualifier);
       const onFailure = t.onFailure === null ? undefined : functionTargetOf(t.onFailure);

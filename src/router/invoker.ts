@@ -5,7 +5,6 @@ import type { Registry } from '../control/registry.js';
 import type { AliasRecord, VersionRecord } from '../control/model.js';
 import { functionArn } from '../control/arn.js';
 import type { Pool } from '../worker/pool.js';
-import type { LogEntry } from '../worker/environment.js';
 import type { Concurrency } from './concurrency.js';
 
 export const MAX_SYNC_PAYLOAD = 6 * 1024 * 1024;
@@ -24,7 +23,8 @@ export interface InvokeResult {
   readonly payload: Buffer;
   readonly functionError?: 'Unhandled';
   readonly executedVersion: string;
-  readonly log: readonly LogEntry[];
+  /** The last 4 KB of the invocation's log (LogType=Tail); empty when the caller did not wait for it. */
+  readonly tail: Buffer;
   readonly cold: boolean;
 }
 
@@ -110,7 +110,7 @@ export class Invoker {
       payload: out.payload,
       ...(out.functionError === undefined ? {} : { functionError: out.functionError }),
       executedVersion: version.version,
-      log: out.log,
+      tail: out.tail,
       cold: out.cold,
     };
   }

@@ -11,8 +11,10 @@ import type { VersionRecord } from '../control/model.js';
 import { functionArn } from '../control/arn.js';
 import type { RuntimeDef } from './runtimes.js';
 import { RESTORE_ENV, restoreArgv } from '../snapshot/restore.js';
-import { LineSplitter } from './lines.js';
 import { IdleFreezer } from './idle-freezer.js';
+import { EnvironmentLog } from '../logs/environment-log.js';
+import type { LogSink } from '../logs/writer.js';
+import type { TailRing } from '../logs/tail.js';
 import type { CodeCacheHandle } from './code-cache.js';
 import type { CodeCacheSink } from './code-cache-producer.js';
 import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js';
@@ -27,8 +29,6 @@ import { endLine, initStartLine, reportLine, startLine } from '../logs/format.js
  */
 export type EnvState = 'starting' | 'stem' | 'cell' | 'initializing' | 'idle' | 'busy' | 'stopping' | 'stopped';
 
-export interface LogEntry { readonly requestId: string | null; readonly timestamp: number; readonly message: string }
-
 export interface InvokeInput {
   readonly requestId: string;
   readonly payload: Buffer;
@@ -40,8 +40,8 @@ export interface InvokeOutcome {
   readonly payload: Buffer;
   /** Set when the function failed; the payload then holds {errorType, errorMessage, ...}. */
   readonly functionError?: 'Unhandled';
-  /** This invocation's log, START to REPORT. */
-  readonly log: readonly LogEntry[];
+  /** The last 4 KB of this invocation's log, up to REPORT (LogType=Tail). */
+  readonly tail: Buffer;
   readonly durationMs: number;
   /** Init Duration, on the invocation that paid for Init. */
   readonly initDurationMs?: number;
@@ -62,8 +62,8 @@ export interface EnvironmentOptions {
   readonly socketDir: string;
   readonly region: string;
   readonly logger: Logger;
-  /** Lines written outside any invocation (Init, shutdown). */
-  readonly onStrayLog: (entries: readonly LogEntry[]) => void;
+  /** Where the environment's log lines go (stored in batches, off the invoke path). */
+  readonly logs: LogSink;
   readonly initTimeoutMs?: number;
   readonly shutdownGraceMs?: number;
   /** The post-init code cache of this version (Node runtimes). */
@@ -93,7 +93,6 @@ export interface RestoreSource {
 interface Current {
   readonly input: InvokeInput;
   readonly started: number;
-  readonly log: LogEntry[];
   readonly initDurationMs?: number;
   response?: { payload: Buffer; functionError?: 'Unhandled' };
   fatal: boolean;
@@ -118,7 +117,7 @@ export class Environment implements EnvironmentPort {
   /** How this environment was started, for the log and metrics: plain, stem, code-cache, restore. */
   readonly startPath = new Set<string>();
   private initDurationMs?: number;
-  private initLog: LogEntry[] = [];
+  private readonly log: EnvironmentLog;
   private initWaiter?: { resolve: () => void; reject: (e: InitFailure) => void };
   private initFailure?: InitFailure;
   private pendingNext?: { resolve: (r: InvocationRequest) => void; reject: (e: Error) => void };
@@ -138,6 +137,7 @@ export class Environment implements EnvironmentPort {
 
   constructor(private readonly o: EnvironmentOptions) {
     this.freezer = new IdleFreezer(o.freezeIdleAfterMs ?? 50);
+    this.log = new EnvironmentLog(o.logs, () => (this.v === undefined ? undefined : { functionName: this.v.functionName, version: this.v.version }));
     if (o.version !== undefined) this.bind(o.version);
     if (o.codeCache !== undefined) this.codeCacheHandle = o.codeCache;
     if (o.restore !== undefined) this.restore = o.restore;
@@ -334,7 +334,7 @@ export class Environment implements EnvironmentPort {
   private beginInit(): void {
     this.initStarted = performance.now();
     this.state = 'initializing';
-    this.initLog.push({ requestId: null, timestamp: Date.now(), message: initStartLine(this.o.runtime.id, this.o.runtime.binary.version) });
+    this.log.platform(initStartLine(this.o.runtime.id, this.o.runtime.binary.version));
   }
 
   private initPromise(): Promise<void> {
@@ -360,9 +360,7 @@ export class Environment implements EnvironmentPort {
       await this.destroy();
       throw new InitFailure('Runtime.Unknown', `Failed to start the execution environment: ${(e as Error).message}`);
     }
-    const split = (line: string): void => this.onOutput(line);
-    this.sandbox.stdout.pipe(new LineSplitter(split));
-    this.sandbox.stderr.pipe(new LineSplitter(split));
+    this.log.capture([this.sandbox.stdout, this.sandbox.stderr]);
     this.exitedPromise = this.sandbox.exited.then((x) => this.onExit(x.code, x.signal, x.oomKilled));
   }
 
@@ -411,12 +409,13 @@ export class Environment implements EnvironmentPort {
       const cur: Current = {
         input,
         started: performance.now(),
-        log: [...(opts.cold ? this.takeInitLog() : []), { requestId: input.requestId, timestamp: Date.now(), message: startLine(input.requestId, this.version.version) }],
         ...(opts.cold && this.initDurationMs !== undefined ? { initDurationMs: this.initDurationMs } : {}),
         fatal: false,
         finish,
         ...(opts.onResponse === undefined ? {} : { onResponse: opts.onResponse }),
       };
+      this.log.begin(input.requestId, opts.cold);
+      this.log.platform(startLine(input.requestId, this.version.version));
       cur.timer = setTimeout(() => this.onTimeout(cur), timeoutMs);
       this.current = cur;
       this.freezer.wake();
@@ -428,18 +427,6 @@ export class Environment implements EnvironmentPort {
         this.queued = req;
       }
     });
-  }
-
-  /** Store the Init phase's lines now (an environment initialised ahead of traffic has no invocation to carry them). */
-  flushInitLog(): void {
-    const l = this.takeInitLog();
-    if (l.length > 0) this.o.onStrayLog(l);
-  }
-
-  private takeInitLog(): LogEntry[] {
-    const l = this.initLog;
-    this.initLog = [];
-    return l;
   }
 
   // ---- EnvironmentPort: calls from the runtime, through the Runtime API ----
@@ -566,12 +553,9 @@ export class Environment implements EnvironmentPort {
     if (cur.timer !== undefined) clearTimeout(cur.timer);
     const durationMs = performance.now() - cur.started;
     const id = cur.input.requestId;
-    const now = Date.now();
-    cur.log.push({ requestId: id, timestamp: now, message: endLine(id) });
-    cur.log.push({
-      requestId: id,
-      timestamp: now,
-      message: reportLine({
+    const tail = this.log.end([
+      endLine(id),
+      reportLine({
         requestId: id,
         durationMs,
         memorySizeMb: this.version.config.memoryMb,
@@ -582,14 +566,14 @@ export class Environment implements EnvironmentPort {
           : { initDurationMs: cur.initDurationMs, startPath: this.startPathName() }),
         ...(cur.timedOut === true ? { status: 'timeout' as const } : cur.fatal && cur.response?.functionError !== undefined ? { status: 'error' as const } : {}),
       }),
-    });
+    ]);
     if (!cur.fatal) this.state = 'idle';
     this.lastUsed = Date.now();
     const r = cur.response ?? { payload: errorPayload('Runtime.Unknown', 'Unknown application error occurred'), functionError: 'Unhandled' as const };
     cur.finish({
       payload: r.payload,
       ...(r.functionError === undefined ? {} : { functionError: r.functionError }),
-      log: cur.log,
+      tail,
       durationMs,
       ...(cur.initDurationMs === undefined ? {} : { initDurationMs: cur.initDurationMs }),
       fatal: cur.fatal,
@@ -606,19 +590,12 @@ export class Environment implements EnvironmentPort {
     if (this.current !== cur) return;
     const secs = this.version.config.timeoutSec.toFixed(2);
     const id = cur.input.requestId;
-    cur.log.push({ requestId: id, timestamp: Date.now(), message: `${new Date().toISOString()} ${id} Task timed out after ${secs} seconds` });
+    this.log.platform(`${new Date().toISOString()} ${id} Task timed out after ${secs} seconds`);
     cur.response ??= { payload: errorPayload('Sandbox.Timedout', `RequestId: ${id} Error: Task timed out after ${secs} seconds`), functionError: 'Unhandled' };
     cur.timedOut = true;
     cur.fatal = true;
     this.complete(cur);
     void this.stop();
-  }
-
-  private onOutput(line: string): void {
-    const entry: LogEntry = { requestId: this.current?.input.requestId ?? null, timestamp: Date.now(), message: line };
-    if (this.current !== undefined) this.current.log.push(entry);
-    else if (this.state === 'initializing' || this.state === 'starting') this.initLog.push(entry);
-    else this.o.onStrayLog([entry]);
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null, oomKilled: boolean): void {
@@ -632,7 +609,8 @@ export class Environment implements EnvironmentPort {
     if (cur !== undefined && !wasStopping) {
       const id = cur.input.requestId;
       const msg = `RequestId: ${id} Error: Runtime exited with error: ${how}`;
-      cur.log.push({ requestId: id, timestamp: Date.now(), message: msg }, { requestId: id, timestamp: Date.now(), message: errorType });
+      this.log.platform(msg);
+      this.log.platform(errorType);
       cur.response ??= { payload: errorPayload(errorType, msg), functionError: 'Unhandled' };
       cur.fatal = true;
       this.completeSoon(cur);
@@ -651,7 +629,7 @@ export class Environment implements EnvironmentPort {
     this.initFailure = f;
     this.initDurationMs = performance.now() - this.initStarted;
     f.initDurationMs = this.initDurationMs;
-    f.log = this.takeInitLog();
+    f.tail = this.log.takeInitTail();
     const w = this.initWaiter;
     this.initWaiter = undefined;
     w?.reject(f);
@@ -678,8 +656,6 @@ export class Environment implements EnvironmentPort {
       clearTimeout(t);
     }
     await this.destroy();
-    const stray = this.takeInitLog();
-    if (stray.length > 0) this.o.onStrayLog(stray);
   }
 
   private async destroy(): Promise<void> {
@@ -703,7 +679,8 @@ export class Environment implements EnvironmentPort {
 export class InitFailure extends Error {
   readonly payload: Buffer;
   initDurationMs?: number;
-  log: LogEntry[] = [];
+  /** The Init phase's last 4 KB of log. */
+  tail?: TailRing;
   constructor(readonly errorType: string, message: string, payload?: Buffer) {
     super(message || errorType);
     this.payload = payload ?? errorPayload(errorType, message);

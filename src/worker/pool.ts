@@ -4,9 +4,10 @@ import { ThawError } from '../util/errors.js';
 import type { SandboxDriver } from '../sandbox/driver.js';
 import type { RuntimeApiServer } from '../sandbox/runtime-api.js';
 import type { VersionRecord } from '../control/model.js';
-import type { LogStore } from '../logs/store.js';
+import type { LogSink } from '../logs/writer.js';
+import { TailRing } from '../logs/tail.js';
 import { endLine, reportLine, startLine } from '../logs/format.js';
-import { Environment, InitFailure, type EnvironmentOptions, type InvokeInput, type InvokeOutcome, type LogEntry, type RestoreSource } from './environment.js';
+import { Environment, InitFailure, type EnvironmentOptions, type InvokeInput, type InvokeOutcome, type RestoreSource } from './environment.js';
 import { runtimeTable, type RuntimeDef } from './runtimes.js';
 import { StemCells } from './stems.js';
 import type { Metrics } from '../util/metrics.js';
@@ -18,7 +19,7 @@ import { KeepAliveSchedule } from './keepalive-schedule.js';
 export interface PoolOptions {
   readonly driver: SandboxDriver;
   readonly rapi: RuntimeApiServer;
-  readonly logs: LogStore;
+  readonly logs: LogSink;
   /** Host directory of a code package, by its hex SHA-256 (materialised from the store when needed). */
   readonly codeDir: (sha256: string) => string | Promise<string>;
   readonly socketDir: string;
@@ -59,6 +60,9 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
 
+
+/** Where the logs of an environment nobody reads go (the trusted code-cache producer): its output is dropped unread. */
+const DISCARD_LOGS: LogSink = { write: () => undefined, admit: () => false };
 /** Every this many choices between restore and stem, the slower path is tried again (see Pool.choose). */
 const EXPLORE_EVERY = 8;
 
@@ -103,7 +107,7 @@ export class Pool {
   constructor(private readonly o: PoolOptions) {
     this.producer = new CodeCacheProducer({
       // Its Init lines are not the function's: the version's own Init runs in the environments that serve it.
-      make: (p, sink) => this.makeEnvironment(p.runtime, { version: p.version, codeDir: p.codeDir, ...(p.optDir === undefined ? {} : { optDir: p.optDir }), produceCodeCache: sink, onStrayLog: () => undefined }),
+      make: (p, sink) => this.makeEnvironment(p.runtime, { version: p.version, codeDir: p.codeDir, ...(p.optDir === undefined ? {} : { optDir: p.optDir }), produceCodeCache: sink, logs: DISCARD_LOGS }),
       hasRoom: (bytes) => this.hasRoom(bytes),
       logger: o.logger,
     });
@@ -259,7 +263,6 @@ export class Pool {
       this.signalCapacity();
       throw e;
     }
-    env.flushInitLog();
     if (this.closed || env.state !== 'idle') {
       this.all.delete(env);
       void env.stop();
@@ -338,8 +341,8 @@ export class Pool {
     if (m[path].length > 9) m[path].shift();
   }
 
-  private makeEnvironment(runtime: RuntimeDef, extra: Partial<Pick<EnvironmentOptions, 'version' | 'codeDir' | 'optDir' | 'codeCache' | 'produceCodeCache' | 'onStopped' | 'onStrayLog' | 'restore' | 'provisioned'>>): Environment {
-    const { onStrayLog, ...rest } = extra;
+  private makeEnvironment(runtime: RuntimeDef, extra: Partial<Pick<EnvironmentOptions, 'version' | 'codeDir' | 'optDir' | 'codeCache' | 'produceCodeCache' | 'onStopped' | 'logs' | 'restore' | 'provisioned'>>): Environment {
+    const { logs, ...rest } = extra;
     const env: Environment = new Environment({
       runtime,
       driver: this.o.driver,
@@ -347,10 +350,7 @@ export class Pool {
       socketDir: this.o.socketDir,
       region: this.o.region,
       logger: this.o.logger,
-      // Lines written outside an invocation belong to the environment's function (none yet for a stem cell).
-      onStrayLog: onStrayLog ?? ((entries) => {
-        if (!env.isStem) this.o.logs.append(env.version.functionName, env.version.version, entries);
-      }),
+      logs: logs ?? this.o.logs,
       ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
       ...rest,
     });
@@ -418,20 +418,19 @@ export class Pool {
     });
     if (answered === undefined) return { ...(await done), cold };
     const first = await Promise.race([answered, done]);
-    const full = 'log' in first ? first : undefined;
+    const full = 'tail' in first ? first : undefined;
     return {
       payload: first.payload,
       ...(first.functionError === undefined ? {} : { functionError: first.functionError }),
-      log: full?.log ?? [],
+      tail: full?.tail ?? Buffer.alloc(0),
       durationMs: full?.durationMs ?? 0,
       fatal: full?.fatal ?? false,
       cold,
     };
   }
 
-  /** An invocation is complete: store its log and give the environment back (or drop it). */
+  /** An invocation is complete (its log already went to the log sink): give the environment back (or drop it). */
   private finished(env: Environment, key: string, out: InvokeOutcome): void {
-    this.o.logs.append(env.version.functionName, env.version.version, out.log);
     if (out.fatal || env.state !== 'idle') {
       this.all.delete(env);
       this.draining.delete(env);
@@ -491,15 +490,16 @@ export class Pool {
     this.o.metrics?.initFailures.inc({ function: version.functionName, type: f.errorType });
     this.o.metrics?.functionErrors.inc({ function: version.functionName });
     const now = Date.now();
-    const log: LogEntry[] = [
-      ...f.log,
-      { requestId: null, timestamp: now, message: `INIT_REPORT Init Duration: ${(f.initDurationMs ?? 0).toFixed(2)} ms\tPhase: init\tStatus: error\tError Type: ${f.errorType}` },
-      { requestId: id, timestamp: now, message: startLine(id, version.version) },
-      { requestId: id, timestamp: now, message: endLine(id) },
-      { requestId: id, timestamp: now, message: reportLine({ requestId: id, durationMs: f.initDurationMs ?? 0, memorySizeMb: version.config.memoryMb, maxMemoryUsedMb: 0, status: 'error' }) },
-    ];
-    this.o.logs.append(version.functionName, version.version, log);
-    return { payload: f.payload, functionError: 'Unhandled', log, durationMs: f.initDurationMs ?? 0, fatal: true, cold: true };
+    const tail = f.tail ?? new TailRing();
+    const line = (requestId: string | null, message: string): void => {
+      tail.line(message);
+      this.o.logs.write(version.functionName, version.version, { requestId, timestamp: now, message }, true);
+    };
+    line(null, `INIT_REPORT Init Duration: ${(f.initDurationMs ?? 0).toFixed(2)} ms\tPhase: init\tStatus: error\tError Type: ${f.errorType}`);
+    line(id, startLine(id, version.version));
+    line(id, endLine(id));
+    line(id, reportLine({ requestId: id, durationMs: f.initDurationMs ?? 0, memorySizeMb: version.config.memoryMb, maxMemoryUsedMb: 0, status: 'error' }));
+    return { payload: f.payload, functionError: 'Unhandled', tail: tail.bytes(), durationMs: f.initDurationMs ?? 0, fatal: true, cold: true };
   }
 
   /**
@@ -614,8 +614,7 @@ export class Pool {
       if (!this.closed) this.o.logger.warn({ fn: version.functionName, version: version.version, err: e instanceof Error ? e.message : String(e) }, 'pre-warm failed');
       return;
     }
-    // Init happened outside any invocation: its lines go to the function's log now, and the first invocation is warm.
-    env.flushInitLog();
+    // Init happened outside any invocation (its lines are in the function's log already): the first invocation is warm.
     if (this.closed || this.retired.has(key)) {
       this.all.delete(env);
       this.signalCapacity();

@@ -130,7 +130,7 @@ describe('function URL responses: framing belongs to the server', () => {
 
   test('a body that cannot be serialised answers 502', () => {
     const deep = `{"statusCode":200,"body":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
-    const r = urlReply({ requestId: 'r', payload: Buffer.from(deep), executedVersion: '$LATEST', log: [], cold: false });
+    const r = urlReply({ requestId: 'r', payload: Buffer.from(deep), executedVersion: '$LATEST', tail: Buffer.alloc(0), cold: false });
     assert.equal(r.status, 502);
   });
 
