@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ThawError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
+import type { EphemeralDisk, EphemeralStorage } from './ephemeral.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
 import type { SandboxLimits, ExitInfo, Mount, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { spawnSandboxProcess, validateLaunch, validateSpec, vmHwmBytes } from './process.js';
@@ -51,6 +52,8 @@ export interface NamespacesDriverOptions {
   readonly gid?: number;
   readonly bwrap?: string;
   readonly perl?: string;
+  /** Disk-backed /tmp filesystems (Lambda's EphemeralStorage); without it /tmp is a tmpfs charged to the memory cgroup. */
+  readonly ephemeral?: EphemeralStorage;
 }
 
 /** What runtimes need from /etc; everything else of the host's /etc stays out. */
@@ -269,6 +272,7 @@ export class NamespacesDriver implements SandboxDriver {
   private readonly syscalls: { prctl: number; capset: number };
   /** bwrap arguments for the system part of the tree, computed once from the host's layout. */
   private readonly systemArgs: readonly string[];
+  private readonly ephemeral: EphemeralStorage | undefined;
 
   constructor(opts: NamespacesDriverOptions = {}) {
     this.log = opts.logger ?? silentLogger;
@@ -281,6 +285,7 @@ export class NamespacesDriver implements SandboxDriver {
     if (syscalls === undefined) throw new ThawError('Service', `namespaces sandbox not supported on ${process.arch}`);
     this.syscalls = syscalls;
     this.systemArgs = systemArgs();
+    this.ephemeral = opts.ephemeral;
   }
 
   resolve(sandboxPath: string, _mounts: readonly Mount[]): string {
@@ -304,7 +309,11 @@ export class NamespacesDriver implements SandboxDriver {
 
     this.cgroups ??= detectCgroups({ logger: this.log });
     const manager = await this.cgroups;
-    const cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
+    const tmp = await this.ephemeral?.create(spec.id, spec.limits.tmpBytes, { uid: this.uid, gid: this.gid });
+    let cgroup: Cgroup | null;
+    let child: ChildProcess;
+    try {
+      cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
 
     const command = [
       this.bin.bwrap,
@@ -324,13 +333,17 @@ export class NamespacesDriver implements SandboxDriver {
     ];
     const [file, ...args] =
       cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
-    const child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
-      env: {},
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    });
-    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log);
-    feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));
+      child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
+        env: {},
+        cwd: '/',
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      await tmp?.release();
+      throw err;
+    }
+    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log, tmp);
+    feed(child, FD_ARGS, nul(this.bwrapArgs(spec, tmp?.mountPoint)));
     if (spec.deferred !== true) feed(child, FD_ENV, workload(spec.env));
     feed(
       child,
@@ -347,6 +360,8 @@ export class NamespacesDriver implements SandboxDriver {
       await sb.destroy();
       throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${failure}`, { stderr: await stderr });
     }
+    // bwrap has bound /tmp: the host's view of it goes, the sandbox keeps it until its last process ends.
+    void tmp?.detach();
     return sb;
   }
 
@@ -366,7 +381,7 @@ export class NamespacesDriver implements SandboxDriver {
     }
   }
 
-  private bwrapArgs(spec: SandboxSpec): string[] {
+  private bwrapArgs(spec: SandboxSpec, tmp: string | undefined): string[] {
     const a = [
       '--unshare-pid',
       '--unshare-ipc',
@@ -403,12 +418,7 @@ export class NamespacesDriver implements SandboxDriver {
       '/proc',
       '--dev',
       '/dev',
-      '--perms',
-      '1777',
-      '--size',
-      String(Math.floor(spec.limits.tmpBytes)),
-      '--tmpfs',
-      '/tmp',
+      ...(tmp === undefined ? ['--perms', '1777', '--size', String(Math.floor(spec.limits.tmpBytes)), '--tmpfs', '/tmp'] : ['--bind', tmp, '/tmp']),
     ];
     // bwrap creates missing parents of a mount point with mode 0700; the sandbox user must traverse them.
     const targets = [...spec.mounts.map((m) => m.sandbox), ...(spec.runtimeApiSocket === undefined ? [] : [RUNTIME_API_SOCKET])];
@@ -492,6 +502,7 @@ class NamespacesSandbox implements Sandbox {
     private readonly child: ChildProcess,
     private readonly cgroup: Cgroup | null,
     private readonly log: Logger,
+    private readonly tmp?: EphemeralDisk,
   ) {
     const { stdout, stderr } = child;
     const status = (child.stdio as readonly unknown[])[FD_STATUS] as Readable | null | undefined;
@@ -624,6 +635,7 @@ class NamespacesSandbox implements Sandbox {
       }
       await this.exited;
       await this.cgroup?.remove();
+      await this.tmp?.release();
       this.stdout.resume();
       this.stderr.resume();
     })();
