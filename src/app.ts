@@ -25,6 +25,7 @@ import { SqliteEventQueue } from './router/sqlite-queue.js';
 import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
+import { EphemeralStorage, ephemeralDirFor } from './sandbox/ephemeral.js';
 import { createApiServer } from './api/server.js';
 import { DEFAULT_REGION } from './control/arn.js';
 import type { VersionRecord } from './control/model.js';
@@ -72,6 +73,10 @@ export interface ThawOptions {
   readonly storeOrigin?: string;
   /** Endpoint of an S3-compatible service for an s3:// origin. */
   readonly storeEndpoint?: string;
+  /** Directory on a disk for the functions' /tmp filesystems (default DATA/ephemeral). */
+  readonly ephemeralDir?: string;
+  /** Disk space the /tmp filesystems always leave free there (default 1 GiB). */
+  readonly ephemeralReserveBytes?: number;
 }
 
 export interface Thaw {
@@ -150,7 +155,14 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   await opt.collect(keep);
   const optDir = (v: VersionRecord): Promise<string | undefined> => opt.dir(layerShas(v.config.layers), (sha) => code.materialise(sha));
   const logs = new LogStore(db, o.logCapBytes);
-  const driver = await selectDriver({ ...(o.driver === undefined ? {} : { preferred: o.driver }), logger });
+  // Functions' /tmp (EphemeralStorage): disk-backed filesystems for the namespaces driver; the process driver
+  // isolates nothing and leaves /tmp as it is.
+  const ephemeral = o.driver === 'process' || process.getuid?.() !== 0 ? undefined : await EphemeralStorage.open({
+    dir: ephemeralDirFor(dataDir, o.ephemeralDir), logger, ...(o.ephemeralReserveBytes === undefined ? {} : { reserveBytes: o.ephemeralReserveBytes }),
+  });
+  const driver = await selectDriver({
+    ...(o.driver === undefined ? {} : { preferred: o.driver }), logger, ...(ephemeral === undefined ? {} : { namespaces: { ephemeral } }),
+  });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
   const memory = o.maxMemoryBytes ?? Math.floor(totalmem() * 0.75);

@@ -18,8 +18,9 @@ export function registerServe(program: Command): void {
     .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
     .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
+    .option('--ephemeral-dir <dir>', 'directory on a disk for the functions\' /tmp filesystems (default: DIR/ephemeral)')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; ephemeralDir?: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -43,6 +44,7 @@ export function registerServe(program: Command): void {
         codeCache: o.codeCache,
         ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
         ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
+        ...(o.ephemeralDir === undefined ? {} : { ephemeralDir: o.ephemeralDir }),
         ...(o.storeEndpoint === undefined ? {} : { storeEndpoint: o.storeEndpoint }),
       });
       if (thaw.credentialsFile !== undefined) {

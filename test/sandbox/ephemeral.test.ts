@@ -1,48 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
-import { EphemeralStorage, parseMountPoints } from '../../src/sandbox/ephemeral.js';
+import { EphemeralStorage } from '../../src/sandbox/ephemeral.js';
 import { NamespacesDriver } from '../../src/sandbox/namespaces.js';
 import { isThawError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
+import { gone, loopsUnder, mountsUnder } from './ephemeral-helpers.js';
 import { LIMITS, MiB, PATH, makeDir, newId, removeDir, run, start } from './helpers.js';
 
 /** /tmp as EphemeralStorage: a disk-backed filesystem per environment, apart from the memory limit. */
 const usable = process.getuid?.() === 0 && existsSync('/usr/bin/bwrap');
 const T = { timeout: 300_000, skip: usable ? false : 'needs root and bubblewrap' };
-
-/** Loop devices whose backing file lies in `dir` (an unlinked one reads "PATH (deleted)"). */
-export function loopsUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const dev of readdirSync('/sys/block').filter((d) => d.startsWith('loop'))) {
-    try {
-      const backing = readFileSync(`/sys/block/${dev}/loop/backing_file`, 'utf8').trim();
-      if (backing.startsWith(dir + '/')) out.push(`${dev}: ${backing}`);
-    } catch {
-      // Not attached.
-    }
-  }
-  return out;
-}
-
-export const mountsUnder = (dir: string): string[] =>
-  parseMountPoints(readFileSync('/proc/self/mountinfo', 'utf8')).filter((p) => p.startsWith(dir + '/'));
-
-/** Poll until `probe` is empty; fail with what is left after `ms`. */
-export async function gone(what: string, probe: () => string[], ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  let left = probe();
-  while (left.length > 0 && Date.now() < deadline) {
-    await sleep(100);
-    left = probe();
-  }
-  assert.deepEqual(left, [], `${what} still there after ${ms} ms`);
-}
 
 /** sha256 of `text` repeated to `bytes` bytes, as `yes` | head -c writes it. */
 function repeatedHash(line: string, bytes: number): string {
