@@ -158,7 +158,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   // Functions' /tmp (EphemeralStorage): disk-backed filesystems for the namespaces driver; the process driver
   // isolates nothing and leaves /tmp as it is.
   const ephemeral = o.driver === 'process' || process.getuid?.() !== 0 ? undefined : await EphemeralStorage.open({
-    dir: ephemeralDirFor(dataDir, o.ephemeralDir), logger, ...(o.ephemeralReserveBytes === undefined ? {} : { reserveBytes: o.ephemeralReserveBytes }),
+    dir: ephemeralDirFor(dataDir, o.ephemeralDir), logger, spares: 2, ...(o.ephemeralReserveBytes === undefined ? {} : { reserveBytes: o.ephemeralReserveBytes }),
   });
   const driver = await selectDriver({
     ...(o.driver === undefined ? {} : { preferred: o.driver }), logger, ...(ephemeral === undefined ? {} : { namespaces: { ephemeral } }),
@@ -249,6 +249,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await pool.close();
+      await ephemeral?.close();
       await rapi.close();
       db.close();
       rmSync(socketDir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readFile, readdir, rmdir, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, open, readFile, readdir, rename, rmdir, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ThawError } from '../util/errors.js';
@@ -24,11 +24,15 @@ const run = promisify(execFile);
  * Admission: images are sparse, so the space of every live one is committed up front: a new image is made only
  * while the filesystem holding `dir` keeps, after the unwritten rest of every live image and the new one, at
  * least `reserveBytes` free. A function filling its /tmp then cannot fill the host's disk.
+ *
+ * Spares: a few filesystems of the common size (Lambda's default 512 MB) are kept made and mounted ahead, root's
+ * until one is taken; taking one costs a chown and a rename, so a start of that size pays no mkfs or mount.
  */
 
 /** The filesystem's root directory inside the sandbox: owned by the sandbox user, sticky and world-writable. */
 const ROOT_MODE = 0o1777;
 const MIN_BYTES = 1024 * 1024;
+const TMPFS_MAGIC = 0x01021994;
 const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 
 export interface EphemeralStorageOptions {
@@ -37,6 +41,10 @@ export interface EphemeralStorageOptions {
   readonly logger?: Logger;
   /** Free space always left on the filesystem of `dir`. Default 1 GiB. */
   readonly reserveBytes?: number;
+  /** Filesystems of `spareBytes` kept ready. Default 0. */
+  readonly spares?: number;
+  /** Default 512 MiB. */
+  readonly spareBytes?: number;
 }
 
 export interface EphemeralOwner {
@@ -54,10 +62,17 @@ export class EphemeralStorage {
   private readonly live = new Set<EphemeralDisk>();
   private readonly log: Logger;
   private readonly reserve: number;
+  private readonly spareCount: number;
+  private readonly spareBytes: number;
+  private readonly spares: EphemeralDisk[] = [];
+  private refilling: Promise<void> | undefined;
+  private closed = false;
 
   private constructor(readonly dir: string, o: EphemeralStorageOptions) {
     this.log = o.logger ?? silentLogger;
     this.reserve = o.reserveBytes ?? 1024 * 1024 * 1024;
+    this.spareCount = o.spares ?? 0;
+    this.spareBytes = imageSize(o.spareBytes ?? 512 * 1024 * 1024);
   }
 
   /**
@@ -73,9 +88,13 @@ export class EphemeralStorage {
       const st = await lstat(o.dir);
       if (!st.isDirectory() || st.uid !== 0) throw new Error('not a directory owned by root');
       await chmod(o.dir, 0o700);
+      if ((await statfs(o.dir)).type === TMPFS_MAGIC) {
+        log.warn({ dir: o.dir }, 'the /tmp images are on a tmpfs: what functions write to /tmp takes host memory; choose a directory on a disk');
+      }
       await s.clean();
       const probe = await s.create(`probe-${process.pid}`, MIN_BYTES, { uid: 0, gid: 0 });
       await probe.release();
+      s.refill();
     } catch (err) {
       log.warn({ err, dir: o.dir }, 'disk-backed /tmp unavailable: /tmp is a tmpfs charged to each function\'s memory');
       return undefined;
@@ -120,7 +139,45 @@ export class EphemeralStorage {
   /** Make and mount the /tmp filesystem of environment `id` ([a-z0-9-]), `bytes` large, its root owned by `owner`. */
   async create(id: string, bytes: number, owner: EphemeralOwner): Promise<EphemeralDisk> {
     if (!/^[a-z0-9][a-z0-9-]*$/.test(id)) throw new ThawError('Service', `invalid ephemeral storage id ${JSON.stringify(id)}`);
-    const size = Math.max(MIN_BYTES, Math.floor(bytes / 4096) * 4096);
+    const size = imageSize(bytes);
+    const spare = size === this.spareBytes ? this.spares.shift() : undefined;
+    if (spare !== undefined) {
+      this.refill();
+      try {
+        await spare.adopt(id, owner);
+        return spare;
+      } catch (err) {
+        this.log.warn({ err, id }, 'a spare /tmp filesystem could not be taken; making one');
+        await spare.release();
+      }
+    }
+    return this.make(id, size, owner);
+  }
+
+  /** Release the spares; no more are made. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.refilling;
+    await Promise.all(this.spares.splice(0).map((d) => d.release()));
+  }
+
+  /** Make spares up to the count, one at a time, in the background. */
+  private refill(): void {
+    if (this.refilling !== undefined || this.closed || this.spares.length >= this.spareCount) return;
+    this.refilling = (async () => {
+      try {
+        while (!this.closed && this.spares.length < this.spareCount) {
+          this.spares.push(await this.make(`spare-${randomBytes(6).toString('hex')}`, this.spareBytes, { uid: 0, gid: 0 }));
+        }
+      } catch (err) {
+        this.log.warn({ err }, 'cannot make a spare /tmp filesystem');
+      } finally {
+        this.refilling = undefined;
+      }
+    })();
+  }
+
+  private async make(id: string, size: number, owner: EphemeralOwner): Promise<EphemeralDisk> {
     const fs = await statfs(this.dir);
     let committed = size + this.reserve;
     for (const d of this.live) committed += await d.unwritten();
@@ -141,17 +198,19 @@ export class EphemeralStorage {
   }
 }
 
+const imageSize = (bytes: number): number => Math.max(MIN_BYTES, Math.floor(bytes / 4096) * 4096);
+
 export class EphemeralDisk {
   /** Host path of the mounted filesystem, until detach(). */
   readonly mountPoint: string;
-  private readonly image: string;
+  private image: string;
   private fh: FileHandle | undefined;
   private detached: Promise<void> | undefined;
   private released: Promise<void> | undefined;
 
   constructor(
-    dir: string,
-    readonly id: string,
+    private readonly dir: string,
+    private id: string,
     readonly sizeBytes: number,
     private readonly log: Logger,
     private readonly onReleased: (d: EphemeralDisk) => void,
@@ -176,6 +235,17 @@ export class EphemeralDisk {
     await run('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noinit_itable', this.image, this.mountPoint], { env: TOOL_ENV });
     await chmod(this.mountPoint, ROOT_MODE);
     await rmdir(join(this.mountPoint, 'lost+found'));
+  }
+
+  /** @internal A spare becomes environment `id`'s: its root changes owner, its image is renamed after `id`. */
+  async adopt(id: string, owner: EphemeralOwner): Promise<void> {
+    await chown(this.mountPoint, owner.uid, owner.gid);
+    const image = join(this.dir, `${id}.img`);
+    // Renamed (not linked), so the loop device names it too. Never over something: the directory is root's alone.
+    if (await lstat(image).then(() => true, () => false)) throw new Error(`${image} exists`);
+    await rename(this.image, image);
+    this.image = image;
+    this.id = id;
   }
 
   /** Bytes of the image not yet written (what it may still take from the host's disk). */

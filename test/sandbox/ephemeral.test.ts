@@ -55,9 +55,11 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
     storage = s;
     driver = new NamespacesDriver({ logger: silentLogger, ephemeral: storage });
   });
-  after(() => {
+  after(async () => {
     if (!usable) return;
     removeDir(code);
+    // Whatever a failed test left mounted goes first: a recursive delete must never reach into a mount.
+    for (const d of [join(root, 'spares'), dir]) await (await EphemeralStorage.open({ dir: d, logger: silentLogger, reserveBytes: 0 }))?.close();
     rmSync(root, { recursive: true, force: true });
   });
 
@@ -149,6 +151,23 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
     assert.deepEqual(readdirSync(dir), []);
     await gone('loop devices of leftovers', () => loopsUnder(dir));
     await leftover.release();
+  });
+
+  test('a spare made ahead serves a start of its size: empty, the sandbox user\'s, replaced in the background, released on close', T, async () => {
+    const sdir = join(root, 'spares');
+    const s3 = await EphemeralStorage.open({ dir: sdir, logger: silentLogger, reserveBytes: 0, spares: 1 });
+    assert.ok(s3 !== undefined);
+    const spareImages = (): string[] => readdirSync(sdir).filter((n) => /^spare-[0-9a-f]+\.img$/.test(n));
+    await gone('waiting for a spare', () => (spareImages().length === 1 ? [] : ['none yet']));
+    const [first] = spareImages();
+    const d3 = new NamespacesDriver({ logger: silentLogger, ephemeral: s3 });
+    const r = await run(d3, spec('stat -c "%u %a" /tmp; ls -A /tmp | wc -l; echo written > /tmp/f && cat /tmp/f', { limits: { ...LIMITS, tmpBytes: 512 * MiB } }));
+    assert.equal(r.stdout, '993 1777\n0\nwritten\n', r.stderr);
+    await gone('a new spare in place of the one taken', () => (spareImages().length === 1 && spareImages()[0] !== first ? [] : spareImages()));
+    await s3.close();
+    assert.deepEqual(readdirSync(sdir), []);
+    assert.deepEqual(mountsUnder(sdir), []);
+    await gone('loop devices of released spares', () => loopsUnder(sdir));
   });
 
   test('a new /tmp is refused while the disk could not hold every live one in full; the sandbox is not started', T, async () => {
