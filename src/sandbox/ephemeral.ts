@@ -33,6 +33,7 @@ const run = promisify(execFile);
 const ROOT_MODE = 0o1777;
 const MIN_BYTES = 1024 * 1024;
 const TMPFS_MAGIC = 0x01021994;
+const REFILL_DELAY_MS = 1000;
 const TOOL_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 
 export interface EphemeralStorageOptions {
@@ -66,6 +67,7 @@ export class EphemeralStorage {
   private readonly spareBytes: number;
   private readonly spares: EphemeralDisk[] = [];
   private refilling: Promise<void> | undefined;
+  private refillTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(readonly dir: string, o: EphemeralStorageOptions) {
@@ -142,7 +144,7 @@ export class EphemeralStorage {
     const size = imageSize(bytes);
     const spare = size === this.spareBytes ? this.spares.shift() : undefined;
     if (spare !== undefined) {
-      this.refill();
+      this.refillSoon();
       try {
         await spare.adopt(id, owner);
         return spare;
@@ -157,8 +159,22 @@ export class EphemeralStorage {
   /** Release the spares; no more are made. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.refillTimer);
     await this.refilling;
     await Promise.all(this.spares.splice(0).map((d) => d.release()));
+  }
+
+  /**
+   * Refill a little later: mkfs and mount(8) right away would compete with the very start that took the spare
+   * (CPU, and the kernel's mount locks bwrap needs to build its namespace).
+   */
+  private refillSoon(): void {
+    if (this.refillTimer !== undefined || this.closed) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.refill();
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
   }
 
   /** Make spares up to the count, one at a time, in the background. */
