@@ -310,10 +310,11 @@ export class NamespacesDriver implements SandboxDriver {
     this.cgroups ??= detectCgroups({ logger: this.log });
     const manager = await this.cgroups;
     const tmp = await this.ephemeral?.create(spec.id, spec.limits.tmpBytes, { uid: this.uid, gid: this.gid });
-    let cgroup: Cgroup | null;
-    let child: ChildProcess;
-    try {
-      cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
+    const undo = async (err: unknown): Promise<never> => {
+      await tmp?.release();
+      throw err;
+    };
+    const cgroup = manager === null ? null : await manager.create(spec.id, spec.limits).catch(undo);
 
     const command = [
       this.bin.bwrap,
@@ -333,15 +334,11 @@ export class NamespacesDriver implements SandboxDriver {
     ];
     const [file, ...args] =
       cgroup === null ? command : ['/bin/sh', '-c', `${cgroup.joinScript()} && exec "$@"`, 'thaw-sandbox', ...command];
-      child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
-        env: {},
-        cwd: '/',
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-      });
-    } catch (err) {
-      await tmp?.release();
-      throw err;
-    }
+    const child = await spawnSandboxProcess(spec.id, cgroup, file as string, args, {
+      env: {},
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+    }).catch(undo);
     const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log, tmp);
     feed(child, FD_ARGS, nul(this.bwrapArgs(spec, tmp?.mountPoint)));
     if (spec.deferred !== true) feed(child, FD_ENV, workload(spec.env));
