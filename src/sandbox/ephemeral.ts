@@ -156,6 +156,11 @@ export class EphemeralStorage {
     return this.make(id, size, owner);
   }
 
+  /** Spares made and waiting to be taken. */
+  get sparesReady(): number {
+    return this.spares.length;
+  }
+
   /** Release the spares; no more are made. */
   async close(): Promise<void> {
     this.closed = true;
@@ -194,16 +199,22 @@ export class EphemeralStorage {
   }
 
   private async make(id: string, size: number, owner: EphemeralOwner): Promise<EphemeralDisk> {
-    const fs = await statfs(this.dir);
+    const disk = new EphemeralDisk(this.dir, id, size, this.log, (d) => this.live.delete(d));
+    // Counted (in full) by every make that starts from now on, so two concurrent ones cannot both take the rest.
+    const others = [...this.live];
+    this.live.add(disk);
+    const fs = await statfs(this.dir).catch((err: unknown) => {
+      this.live.delete(disk);
+      throw err;
+    });
     let committed = size + this.reserve;
-    for (const d of this.live) committed += await d.unwritten();
+    for (const d of others) committed += await d.unwritten();
     if (committed > fs.bavail * fs.bsize) {
+      this.live.delete(disk);
       throw new ThawError('ServiceUnavailable', `not enough disk space for a ${Math.round(size / 2 ** 20)} MB /tmp`, {
         dir: this.dir, freeBytes: fs.bavail * fs.bsize, neededBytes: committed,
       });
     }
-    const disk = new EphemeralDisk(this.dir, id, size, this.log, (d) => this.live.delete(d));
-    this.live.add(disk);
     try {
       await disk.make(owner);
     } catch (err) {

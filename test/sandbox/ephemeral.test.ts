@@ -158,12 +158,13 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
     const s3 = await EphemeralStorage.open({ dir: sdir, logger: silentLogger, reserveBytes: 0, spares: 1 });
     assert.ok(s3 !== undefined);
     const spareImages = (): string[] => readdirSync(sdir).filter((n) => /^spare-[0-9a-f]+\.img$/.test(n));
-    await gone('waiting for a spare', () => (spareImages().length === 1 ? [] : ['none yet']));
+    await gone('waiting for a spare', () => (s3.sparesReady === 1 ? [] : ['none yet']));
+    assert.equal(spareImages().length, 1);
     const [first] = spareImages();
     const d3 = new NamespacesDriver({ logger: silentLogger, ephemeral: s3 });
     const r = await run(d3, spec('stat -c "%u %a" /tmp; ls -A /tmp | wc -l; echo written > /tmp/f && cat /tmp/f', { limits: { ...LIMITS, tmpBytes: 512 * MiB } }));
     assert.equal(r.stdout, '993 1777\n0\nwritten\n', r.stderr);
-    await gone('a new spare in place of the one taken', () => (spareImages().length === 1 && spareImages()[0] !== first ? [] : spareImages()));
+    await gone('a new spare in place of the one taken', () => (s3.sparesReady === 1 && spareImages().length === 1 && spareImages()[0] !== first ? [] : spareImages()));
     await s3.close();
     assert.deepEqual(readdirSync(sdir), []);
     assert.deepEqual(mountsUnder(sdir), []);
@@ -177,6 +178,14 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
       const s2 = await EphemeralStorage.open({ dir: join(small.mountPoint, 'e'), logger: silentLogger, reserveBytes: 128 * MiB });
       assert.ok(s2 !== undefined);
       const d2 = new NamespacesDriver({ logger: silentLogger, ephemeral: s2 });
+      // Two at once, with room for one (beside a small one already live): exactly one is made.
+      const pin = await s2.create(newId('pin'), 16 * MiB, { uid: 993, gid: 990 });
+      const both = await Promise.allSettled([newId('a'), newId('b')].map((id) => s2.create(id, 512 * MiB, { uid: 993, gid: 990 })));
+      const made = both.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const refused = both.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      assert.equal(made.length, 1, 'one of two concurrent creates');
+      assert.ok(isThawError(refused[0]) && refused[0].code === 'ServiceUnavailable', String(refused[0]));
+      await Promise.all([made[0]?.release(), pin.release()]);
       const held = await start(d2, spec('echo ready; while sleep 1; do :; done', { limits: { ...LIMITS, tmpBytes: 512 * MiB } }));
       try {
         await held.out.waitFor('ready');
