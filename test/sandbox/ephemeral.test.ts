@@ -63,7 +63,7 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  test('the image directory is root-only and on a disk, not a tmpfs', T, () => {
+  test('the image directory is root\'s alone (mode 0700)', T, () => {
     const st = statSync(dir);
     assert.equal(st.uid, 0);
     assert.equal(st.mode & 0o777, 0o700);
