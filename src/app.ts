@@ -26,6 +26,7 @@ import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { IdentityPool } from './sandbox/identity.js';
+import { EphemeralStorage, ephemeralDirFor } from './sandbox/ephemeral.js';
 import { createApiServer } from './api/server.js';
 import type { HttpLimits } from './api/limits.js';
 import { DEFAULT_REGION } from './control/arn.js';
@@ -82,6 +83,10 @@ export interface ThawOptions {
   readonly storeEndpoint?: string;
   /** Limits of the HTTP front door (timeouts, connection and body budgets); see api/limits.ts. */
   readonly http?: Partial<HttpLimits>;
+  /** Directory on a disk for the functions' /tmp filesystems (default DATA/ephemeral). */
+  readonly ephemeralDir?: string;
+  /** Disk space the /tmp filesystems always leave free there (default 1 GiB). */
+  readonly ephemeralReserveBytes?: number;
 }
 
 export interface Thaw {
@@ -174,10 +179,20 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     db.exec('VACUUM');
     db.pragma('wal_checkpoint(TRUNCATE)');
   }
+  // Functions' /tmp (EphemeralStorage): disk-backed filesystems for the namespaces driver; the process driver
+  // isolates nothing and leaves /tmp as it is.
+  const ephemeral = o.driver === 'process' || process.getuid?.() !== 0 ? undefined : await EphemeralStorage.open({
+    dir: ephemeralDirFor(dataDir, o.ephemeralDir), logger, spares: 2, ...(o.ephemeralReserveBytes === undefined ? {} : { reserveBytes: o.ephemeralReserveBytes }),
+  });
   const driver = await selectDriver({
     ...(o.driver === undefined ? {} : { preferred: o.driver }),
-    ...(o.sandboxUidBase === undefined ? {} : { namespaces: { identities: new IdentityPool({ base: o.sandboxUidBase }) } }),
     logger,
+    ...(o.sandboxUidBase === undefined && ephemeral === undefined ? {} : {
+      namespaces: {
+        ...(o.sandboxUidBase === undefined ? {} : { identities: new IdentityPool({ base: o.sandboxUidBase }) }),
+        ...(ephemeral === undefined ? {} : { ephemeral }),
+      },
+    }),
   });
   const rapi = new RuntimeApiServer({ logger });
   const socketDir = mkdtempSync(join(tmpdir(), 'thaw-rapi-'));
@@ -266,6 +281,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await pool.close();
+      await ephemeral?.close();
       await rapi.close();
       await logs.close();
       db.close();

@@ -20,10 +20,11 @@ export function registerServe(program: Command): void {
     .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
     .option('--request-timeout <duration>', 'time a client has to send a whole request, headers and body (default 300s)', durationOption(1, 3600))
+    .option('--ephemeral-dir <dir>', 'directory on a disk for the functions\' /tmp filesystems (default: DIR/ephemeral)')
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
     .option('--log-rate <MiB/s>', "one function's log rate; output beyond it (after an 8 MiB burst) is dropped with a marker (default 2)", intOption(1, 1024))
     .option('--log-retention <MiB>', "log lines kept per function, oldest dropped first (default 16; all functions: 128 or 8 functions' worth)", intOption(1, 1_000_000))
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number; ephemeralDir?: string }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -48,6 +49,7 @@ export function registerServe(program: Command): void {
         codeCache: o.codeCache,
         ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
         ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
+        ...(o.ephemeralDir === undefined ? {} : { ephemeralDir: o.ephemeralDir }),
         ...(o.storeEndpoint === undefined ? {} : { storeEndpoint: o.storeEndpoint }),
         ...(o.requestTimeout === undefined ? {} : { http: { requestTimeoutMs: o.requestTimeout * 1000 } }),
         ...(o.logRate === undefined ? {} : { logRateBytesPerSecond: o.logRate * 1024 * 1024 }),

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ThawError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { detectCgroups, type Cgroup, type CgroupManager } from './cgroups.js';
+import type { EphemeralDisk, EphemeralStorage } from './ephemeral.js';
 import { RUNTIME_API_SOCKET } from './driver.js';
 import { IdentityPool, type SandboxIdentity } from './identity.js';
 import { seccompArch, seccompProgram } from './seccomp/filter.js';
@@ -59,6 +60,8 @@ export interface NamespacesDriverOptions {
   readonly seccomp?: boolean;
   readonly bwrap?: string;
   readonly perl?: string;
+  /** Disk-backed /tmp filesystems (Lambda's EphemeralStorage); without it /tmp is a tmpfs charged to the memory cgroup. */
+  readonly ephemeral?: EphemeralStorage;
 }
 
 /** What runtimes need from /etc; everything else of the host's /etc stays out. */
@@ -287,6 +290,7 @@ export class NamespacesDriver implements SandboxDriver {
   private readonly filter: Buffer | null;
   /** bwrap arguments for the system part of the tree, computed once from the host's layout. */
   private readonly systemArgs: readonly string[];
+  private readonly ephemeral: EphemeralStorage | undefined;
 
   constructor(opts: NamespacesDriverOptions = {}) {
     this.log = opts.logger ?? silentLogger;
@@ -299,6 +303,7 @@ export class NamespacesDriver implements SandboxDriver {
     this.syscalls = syscalls;
     this.filter = opts.seccomp === false ? null : seccompProgram(arch);
     this.systemArgs = systemArgs();
+    this.ephemeral = opts.ephemeral;
   }
 
   resolve(sandboxPath: string, _mounts: readonly Mount[]): string {
@@ -324,10 +329,13 @@ export class NamespacesDriver implements SandboxDriver {
     const manager = await this.cgroups;
     const id = this.identities.acquire();
     let cgroup: Cgroup | null = null;
+    let tmp: EphemeralDisk | undefined;
     try {
       await ownWritableMounts(spec, id);
+      tmp = await this.ephemeral?.create(spec.id, spec.limits.tmpBytes, { uid: id.uid, gid: id.gid });
       cgroup = manager === null ? null : await manager.create(spec.id, spec.limits);
     } catch (err) {
+      await tmp?.release();
       await disownWritableMounts(spec);
       id.release();
       throw err;
@@ -363,12 +371,13 @@ export class NamespacesDriver implements SandboxDriver {
       });
     } catch (err) {
       await cgroup?.remove();
+      await tmp?.release();
       await disownWritableMounts(spec);
       id.release();
       throw err;
     }
-    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log, id, () => disownWritableMounts(spec));
-    feed(child, FD_ARGS, nul(this.bwrapArgs(spec)));
+    const sb = new NamespacesSandbox(spec.id, child, cgroup, this.log, id, () => disownWritableMounts(spec), tmp);
+    feed(child, FD_ARGS, nul(this.bwrapArgs(spec, tmp?.mountPoint)));
     if (this.filter !== null) feed(child, FD_SECCOMP, this.filter);
     if (spec.deferred !== true) feed(child, FD_ENV, workload(spec.env));
     feed(
@@ -386,6 +395,8 @@ export class NamespacesDriver implements SandboxDriver {
       await sb.destroy();
       throw new ThawError('Service', `sandbox ${spec.id} failed to start: ${failure}`, { stderr: await stderr });
     }
+    // bwrap has bound /tmp: the host's view of it goes, the sandbox keeps it until its last process ends.
+    void tmp?.detach();
     return sb;
   }
 
@@ -405,7 +416,7 @@ export class NamespacesDriver implements SandboxDriver {
     }
   }
 
-  private bwrapArgs(spec: SandboxSpec): string[] {
+  private bwrapArgs(spec: SandboxSpec, tmp: string | undefined): string[] {
     const a = [
       '--unshare-pid',
       '--unshare-ipc',
@@ -443,12 +454,7 @@ export class NamespacesDriver implements SandboxDriver {
       '/proc',
       '--dev',
       '/dev',
-      '--perms',
-      '1777',
-      '--size',
-      String(Math.floor(spec.limits.tmpBytes)),
-      '--tmpfs',
-      '/tmp',
+      ...(tmp === undefined ? ['--perms', '1777', '--size', String(Math.floor(spec.limits.tmpBytes)), '--tmpfs', '/tmp'] : ['--bind', tmp, '/tmp']),
     ];
     // bwrap creates missing parents of a mount point with mode 0700; the sandbox user must traverse them.
     const targets = [...spec.mounts.map((m) => m.sandbox), ...(spec.runtimeApiSocket === undefined ? [] : [RUNTIME_API_SOCKET])];
@@ -559,6 +565,7 @@ class NamespacesSandbox implements Sandbox {
     private readonly log: Logger,
     private readonly identity: SandboxIdentity,
     private readonly disown: () => Promise<void>,
+    private readonly tmp?: EphemeralDisk,
   ) {
     const { stdout, stderr } = child;
     const status = (child.stdio as readonly unknown[])[FD_STATUS] as Readable | null | undefined;
@@ -710,6 +717,7 @@ class NamespacesSandbox implements Sandbox {
       await this.exited;
       await this.cgroup?.remove();
       await this.disown();
+      await this.tmp?.release();
       // No process of this uid is left (the cgroup is empty, or the pid namespace died with its init).
       this.identity.release();
       this.stdout.resume();
