@@ -11,6 +11,8 @@ import type { Logger } from '../util/log.js';
 import { silentLogger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
 
+const REBUILD_MAX_ENTRIES = 20_000;
+
 export interface StoredCode {
   /** Hex SHA-256 of the zip. */
   readonly sha256: string;
@@ -81,9 +83,11 @@ export class CodeStore {
   private async write(sha256: string, zip: Buffer): Promise<StoredCode> {
     const tmp = join(this.root, `.put-${randomBytes(6).toString('hex')}`);
     try {
-      await extractZip(zip, tmp);
-      // The zip is kept only when the tree does not give it back (uploads zipped by other tools).
-      const rebuilt = await zipDirectory(tmp).catch(() => undefined);
+      const x = await extractZip(zip, tmp);
+      // The zip is kept only when the tree does not give it back (uploads zipped by other tools). Rebuilding is
+      // tried only for zips laid out as zipDirectory writes them, and not for very many entries (it costs about
+      // as much as packaging them again).
+      const rebuilt = x.packagedByThaw && x.entries <= REBUILD_MAX_ENTRIES ? await zipDirectory(tmp).catch(() => undefined) : undefined;
       const rebuildable = rebuilt !== undefined && createHash('sha256').update(rebuilt).digest('hex') === sha256;
       if (!rebuildable) await this.store.putBlob(`code-zip/${sha256}`, 'code-zip', zip);
       await this.store.putTree(`code/${sha256}`, 'code', tmp, { zip: rebuildable ? 'rebuild' : 'stored' });
