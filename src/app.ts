@@ -8,6 +8,7 @@ import { silentLogger } from './util/log.js';
 import { openDb, type Db } from './control/db.js';
 import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
+import { CodeSweeper } from './control/code-sweep.js';
 import { LayerRegistry } from './control/layers.js';
 import { OptDirs } from './worker/opt.js';
 import { LogStore } from './logs/store.js';
@@ -194,6 +195,14 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   });
   metrics.watch({ environments: () => pool.environmentStates(), cells: () => pool.cellsReady() });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
+  const sweeper = new CodeSweeper({
+    code, logger, layerShas, optKey: (shas) => OptDirs.key(shas),
+    referencedCode: () => new Set([...registry.referencedCode(), ...layers.referencedCode()]),
+    versionsInUse: () => pool.versionsInUse(),
+    layerLists: () => layers.layerLists(),
+    collectOpt: (keep) => opt.collect(keep),
+  });
+  registry.on('changed', () => sweeper.schedule());
   registry.on('published', (v: VersionRecord) => {
     if (SnapStart.applies(v)) pool.prepareRestore(v);
   });
@@ -231,6 +240,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     driverName: driver.name,
     close: () => (closing ??= (async () => {
       events.close();
+      sweeper.close();
       provisioned.close();
       snapstart.close();
       clearInterval(expiry);

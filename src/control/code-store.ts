@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from './db.js';
@@ -29,6 +29,8 @@ export interface StoredCode {
 export class CodeStore {
   private readonly root: string;
   private readonly pending = new Map<string, Promise<StoredCode>>();
+  /** Packages put and not yet released by the caller (not yet named by the registry): never collected. */
+  private readonly holds = new Map<string, number>();
   private readonly materialising = new Map<string, Promise<string>>();
 
   constructor(
@@ -68,8 +70,28 @@ export class CodeStore {
     return p;
   }
 
+  /**
+   * Store a package. It is held (safe from collect()) until release(sha256) is called, which the caller does once
+   * the registry names it, or once it gave up.
+   */
   async put(zip: Buffer): Promise<StoredCode> {
     const sha256 = createHash('sha256').update(zip).digest('hex');
+    this.holds.set(sha256, (this.holds.get(sha256) ?? 0) + 1);
+    try {
+      return await this.putUnheld(sha256, zip);
+    } catch (e) {
+      this.release(sha256);
+      throw e;
+    }
+  }
+
+  release(sha256: string): void {
+    const n = (this.holds.get(sha256) ?? 0) - 1;
+    if (n <= 0) this.holds.delete(sha256);
+    else this.holds.set(sha256, n);
+  }
+
+  private async putUnheld(sha256: string, zip: Buffer): Promise<StoredCode> {
     const known = this.db.prepare('SELECT size FROM code WHERE sha256 = ?').get(sha256) as { size: number } | undefined;
     if (known !== undefined && this.store.has(`code/${sha256}`)) return { sha256, size: known.size };
     let p = this.pending.get(sha256);
@@ -116,18 +138,33 @@ export class CodeStore {
     return zip;
   }
 
-  /** Remove packages no version references any more (their chunks go at the store's next collect). */
+  /**
+   * Remove packages nothing references any more: the row, the store artifacts (their chunks go at the store's next
+   * collect) and the decrypted tree in the runtime directory, every byte of it. Packages held by a put are kept.
+   */
   async collect(referenced: ReadonlySet<string>): Promise<number> {
     const rows = this.db.prepare('SELECT sha256 FROM code').pluck().all() as string[];
+    const trees = readdirSync(this.root).filter((f) => /^[0-9a-f]{64}$/.test(f));
     let removed = 0;
-    for (const sha of rows) {
-      if (referenced.has(sha) || this.pending.has(sha)) continue;
+    for (const sha of new Set([...rows, ...trees])) {
+      if (referenced.has(sha) || this.pending.has(sha) || this.holds.has(sha)) continue;
       this.db.prepare('DELETE FROM code WHERE sha256 = ?').run(sha);
       this.store.remove(`code/${sha}`);
       this.store.remove(`code-zip/${sha}`);
       this.materialising.delete(sha);
-      await rm(this.dir(sha), { recursive: true, force: true });
+      // Renamed away first (at once), so that a put of the same package from now on finds the name free.
+      const gone = join(this.root, `.gone-${randomBytes(6).toString('hex')}`);
+      try {
+        renameSync(this.dir(sha), gone);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      await rm(gone, { recursive: true, force: true });
       removed++;
+    }
+    // Leftovers of puts and removals cut short by a crash (this process never leaves them behind on its own).
+    for (const f of readdirSync(this.root)) {
+      if (f.startsWith('.gone-') || (f.startsWith('.put-') && this.pending.size === 0)) await rm(join(this.root, f), { recursive: true, force: true });
     }
     return removed;
   }
