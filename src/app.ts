@@ -73,6 +73,8 @@ export interface ThawOptions {
   readonly storeOrigin?: string;
   /** Endpoint of an S3-compatible service for an s3:// origin. */
   readonly storeEndpoint?: string;
+  /** The account's code storage limit, in bytes as stored (Lambda's TotalCodeSize: 75 GB). */
+  readonly codeStorageBytes?: number;
 }
 
 export interface Thaw {
@@ -128,7 +130,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(o.storeOrigin === undefined ? {} : { origin: parseOrigin(o.storeOrigin, o.storeEndpoint) }),
   });
   const traces = new AccessTraces(store, { logger });
-  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha));
+  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha), o.codeStorageBytes);
   await code.importLegacy();
   const layers = new LayerRegistry(db, region);
   const referenced = new Set([...registry.referencedCode(), ...layers.referencedCode()]);

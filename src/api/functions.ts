@@ -216,13 +216,14 @@ function accountSettings(ctx: ApiContext): ApiResponse {
     status: 200,
     json: {
       AccountLimit: {
-        TotalCodeSize: 80530636800,
+        TotalCodeSize: ctx.code.maxStoredBytes,
         CodeSizeUnzipped: 262144000,
         CodeSizeZipped: MAX_ZIP_BYTES,
         ConcurrentExecutions: ctx.limits.accountConcurrency,
         UnreservedConcurrentExecutions: ctx.concurrency.unreservedLimit(),
       },
-      AccountUsage: { TotalCodeSize: c.codeBytes, FunctionCount: c.functions },
+      // Code as stored (compressed, deduplicated within a package), not as zipped.
+      AccountUsage: { TotalCodeSize: ctx.code.storedBytes(), FunctionCount: c.functions },
     },
   };
 }

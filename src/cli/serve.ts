@@ -18,8 +18,9 @@ export function registerServe(program: Command): void {
     .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
     .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
+    .option('--code-storage <bytes>', 'account code storage limit, counted as stored (compressed) (default 80530636800, as Lambda)', intOption(1, Number.MAX_SAFE_INTEGER))
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; codeStorage?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -44,6 +45,7 @@ export function registerServe(program: Command): void {
         ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
         ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
         ...(o.storeEndpoint === undefined ? {} : { storeEndpoint: o.storeEndpoint }),
+        ...(o.codeStorage === undefined ? {} : { codeStorageBytes: o.codeStorage }),
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

@@ -12,6 +12,7 @@ import { silentLogger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
 
 const REBUILD_MAX_ENTRIES = 20_000;
+export const DEFAULT_CODE_STORAGE = 80_530_636_800;
 
 export interface StoredCode {
   /** Hex SHA-256 of the zip. */
@@ -41,6 +42,8 @@ export class CodeStore {
     private readonly logger: Logger = silentLogger,
     /** How reads of a package's chunks are done (access traces); none by default. */
     private readonly readOptions: (sha256: string) => ReadOptions = () => ({}),
+    /** The account's code storage (Lambda's TotalCodeSize, 75 GB), counted in bytes as stored. */
+    readonly maxStoredBytes = DEFAULT_CODE_STORAGE,
   ) {
     this.root = join(runtimeDir, 'code');
     mkdirSync(this.root, { recursive: true, mode: 0o711 });
@@ -113,6 +116,12 @@ export class CodeStore {
       const rebuildable = rebuilt !== undefined && createHash('sha256').update(rebuilt).digest('hex') === sha256;
       if (!rebuildable) await this.store.putBlob(`code-zip/${sha256}`, 'code-zip', zip);
       await this.store.putTree(`code/${sha256}`, 'code', tmp, { zip: rebuildable ? 'rebuild' : 'stored' });
+      const total = this.storedBytes();
+      if (total > this.maxStoredBytes) {
+        this.store.remove(`code/${sha256}`);
+        this.store.remove(`code-zip/${sha256}`);
+        throw new ThawError('CodeStorageExceeded', `Code storage limit exceeded: storing this package would take the account's code to ${total} bytes as stored (compressed), over its limit of ${this.maxStoredBytes} bytes.`, { limit: this.maxStoredBytes });
+      }
       this.db.prepare('INSERT OR REPLACE INTO code (sha256, size, created_at) VALUES (?, ?, ?)').run(sha256, zip.length, Date.now());
       // The tree just extracted is the one environments need: keep it as the materialised copy.
       if (!this.materialising.has(sha256)) {
@@ -124,6 +133,15 @@ export class CodeStore {
       await rm(tmp, { recursive: true, force: true });
     }
     return { sha256, size: zip.length };
+  }
+
+  /**
+   * Bytes every package (functions' and layers' code, and uploaded zips kept beside their trees) takes in the chunk
+   * store: compressed and encrypted, each package counted whole. Not the zipped size: a small zip that inflates
+   * to a large tree counts as what is stored.
+   */
+  storedBytes(): number {
+    return this.store.storedBytesOf(['code', 'code-zip']);
   }
 
   /** The zip as uploaded (same bytes, same CodeSha256), from the store. */
