@@ -12,6 +12,7 @@ import { silentLogger } from '../util/log.js';
 import { ThawError } from '../util/errors.js';
 
 const REBUILD_MAX_ENTRIES = 20_000;
+
 export const DEFAULT_CODE_STORAGE = 80_530_636_800;
 
 export interface StoredCode {
@@ -33,6 +34,9 @@ export class CodeStore {
   /** Packages put and not yet released by the caller (not yet named by the registry): never collected. */
   private readonly holds = new Map<string, number>();
   private readonly materialising = new Map<string, Promise<string>>();
+  /** When each package's tree was last asked for, and which trees are complete. */
+  private readonly used = new Map<string, number>();
+  private readonly ready = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -56,10 +60,14 @@ export class CodeStore {
 
   /** Decrypt the package's tree from the store into dir(sha256), once per process. */
   materialise(sha256: string): Promise<string> {
+    this.used.set(sha256, Date.now());
     let p = this.materialising.get(sha256);
     if (p === undefined) {
       p = this.store.materialiseTree(`code/${sha256}`, this.dir(sha256), this.readOptions(sha256)).then(
-        () => this.dir(sha256),
+        () => {
+          this.ready.add(sha256);
+          return this.dir(sha256);
+        },
         (e: unknown) => {
           if (!isStoreError(e)) throw e;
           this.logger.error({ err: e, sha256 }, 'code package unreadable from the chunk store');
@@ -71,6 +79,33 @@ export class CodeStore {
       this.materialising.set(sha256, p);
     }
     return p;
+  }
+
+  /**
+   * Remove decrypted trees that no live environment has mounted (`mounted`) and nobody asked for in `idleMs`: a
+   * package that inflates to 250 MB does not keep 250 MB of tmpfs while its function sits unused. The next cold
+   * start materialises it again from the store. Returns how many trees went.
+   */
+  async evictIdle(mounted: ReadonlySet<string>, idleMs: number, now = Date.now()): Promise<number> {
+    let evicted = 0;
+    for (const sha of readdirSync(this.root).filter((f) => /^[0-9a-f]{64}$/.test(f))) {
+      if (mounted.has(sha) || this.pending.has(sha) || this.holds.has(sha) || now - (this.used.get(sha) ?? 0) < idleMs) continue;
+      // Still being materialised: not idle.
+      if (this.materialising.has(sha) && !this.ready.has(sha)) continue;
+      this.ready.delete(sha);
+      this.materialising.delete(sha);
+      this.used.delete(sha);
+      const gone = join(this.root, `.gone-${randomBytes(6).toString('hex')}`);
+      try {
+        renameSync(this.dir(sha), gone);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      await rm(gone, { recursive: true, force: true });
+      evicted++;
+    }
+    return evicted;
   }
 
   /**
@@ -128,6 +163,8 @@ export class CodeStore {
         await rm(this.dir(sha256), { recursive: true, force: true });
         await rename(tmp, this.dir(sha256));
         this.materialising.set(sha256, Promise.resolve(this.dir(sha256)));
+        this.ready.add(sha256);
+        this.used.set(sha256, Date.now());
       }
     } finally {
       await rm(tmp, { recursive: true, force: true });
@@ -170,6 +207,8 @@ export class CodeStore {
       this.store.remove(`code/${sha}`);
       this.store.remove(`code-zip/${sha}`);
       this.materialising.delete(sha);
+      this.ready.delete(sha);
+      this.used.delete(sha);
       // Renamed away first (at once), so that a put of the same package from now on finds the name free.
       const gone = join(this.root, `.gone-${randomBytes(6).toString('hex')}`);
       try {

@@ -22,7 +22,8 @@ export interface CodeSweepSources {
 /**
  * Releases what nothing uses any more: a package's decrypted tree in the runtime directory (tmpfs), its store
  * artifacts and its row, and merged /opt directories, once no function version, layer version or live environment
- * needs them. Runs shortly after every registry change, again while a released package is still mounted by an
+ * needs them, and decrypted trees no environment has mounted nor anyone asked for in 15 minutes (materialised
+ * again on the next cold start). Runs shortly after every registry change, again while a released package is still mounted by an
  * environment that has not stopped yet, and every few minutes (layer deletions, anything missed).
  */
 export class CodeSweeper {
@@ -32,7 +33,7 @@ export class CodeSweeper {
   private readonly periodic: NodeJS.Timeout;
   private closed = false;
 
-  constructor(private readonly s: CodeSweepSources, private readonly o: { delayMs?: number; retryMs?: number; everyMs?: number } = {}) {
+  constructor(private readonly s: CodeSweepSources, private readonly o: { delayMs?: number; retryMs?: number; everyMs?: number; idleMs?: number } = {}) {
     this.periodic = setInterval(() => this.schedule(), o.everyMs ?? 5 * 60 * 1000);
     this.periodic.unref();
   }
@@ -90,7 +91,8 @@ export class CodeSweeper {
     }
     const removed = await this.s.code.collect(new Set([...referenced, ...mounted]));
     const opt = await this.s.collectOpt(keepOpt);
-    if (removed > 0 || opt > 0) this.s.logger.info({ packages: removed, optDirs: opt }, 'released code no function, layer or environment uses');
+    const idle = await this.s.code.evictIdle(mounted, this.o.idleMs ?? 15 * 60 * 1000);
+    if (removed > 0 || opt > 0 || idle > 0) this.s.logger.info({ packages: removed, optDirs: opt, idleTrees: idle }, 'released code no function, layer or environment uses');
     // A package no version names but an environment still runs goes once that environment has stopped.
     if ([...mounted].some((sha) => !referenced.has(sha))) this.schedule(this.o.retryMs ?? 2000);
   }
