@@ -8,6 +8,7 @@ import { silentLogger } from './util/log.js';
 import { openDb, type Db } from './control/db.js';
 import { Registry } from './control/registry.js';
 import { CodeStore } from './control/code-store.js';
+import { CodeSweeper } from './control/code-sweep.js';
 import { LayerRegistry } from './control/layers.js';
 import { OptDirs } from './worker/opt.js';
 import { LogWriter } from './logs/writer.js';
@@ -87,6 +88,8 @@ export interface ThawOptions {
   readonly ephemeralDir?: string;
   /** Disk space the /tmp filesystems always leave free there (default 1 GiB). */
   readonly ephemeralReserveBytes?: number;
+  /** The account's code storage limit, in bytes as stored (Lambda's TotalCodeSize: 75 GB). */
+  readonly codeStorageBytes?: number;
 }
 
 export interface Thaw {
@@ -142,7 +145,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(o.storeOrigin === undefined ? {} : { origin: parseOrigin(o.storeOrigin, o.storeEndpoint) }),
   });
   const traces = new AccessTraces(store, { logger });
-  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha));
+  const code = new CodeStore(db, dataDir, store, runtimeDir, logger, (sha) => traces.forCode(sha), o.codeStorageBytes);
   await code.importLegacy();
   const layers = new LayerRegistry(db, region);
   const referenced = new Set([...registry.referencedCode(), ...layers.referencedCode()]);
@@ -237,6 +240,14 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
   });
   metrics.watch({ environments: () => pool.environmentStates(), cells: () => pool.cellsReady() });
   registry.on('changed', (fn, version) => pool.retire(fn, version));
+  const sweeper = new CodeSweeper({
+    code, logger, layerShas, optKey: (shas) => OptDirs.key(shas),
+    referencedCode: () => new Set([...registry.referencedCode(), ...layers.referencedCode()]),
+    versionsInUse: () => pool.versionsInUse(),
+    layerLists: () => layers.layerLists(),
+    collectOpt: (keep) => opt.collect(keep),
+  });
+  registry.on('changed', () => sweeper.schedule());
   registry.on('published', (v: VersionRecord) => {
     if (SnapStart.applies(v)) pool.prepareRestore(v);
   });
@@ -275,6 +286,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     driverName: driver.name,
     close: () => (closing ??= (async () => {
       events.close();
+      sweeper.close();
       provisioned.close();
       snapstart.close();
       clearInterval(expiry);

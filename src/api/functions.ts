@@ -100,9 +100,13 @@ async function createFunction(ctx: ApiContext, req: ApiRequest): Promise<ApiResp
   };
   const layers = ctx.layers.forFunction(config.layers);
   const code = await ctx.code.put(decodeZip(input.Code.ZipFile, input.Code.S3Bucket));
-  await checkCombinedSize(layers, await ctx.code.materialise(code.sha256));
-  const r = ctx.registry.createFunction(input.FunctionName, config, code, input.Tags ?? {}, input.Publish === true);
-  return { status: 201, json: configOut(ctx, r.published ?? r.latest) };
+  try {
+    await checkCombinedSize(layers, await ctx.code.materialise(code.sha256));
+    const r = ctx.registry.createFunction(input.FunctionName, config, code, input.Tags ?? {}, input.Publish === true);
+    return { status: 201, json: configOut(ctx, r.published ?? r.latest) };
+  } finally {
+    ctx.code.release(code.sha256);
+  }
 }
 
 function getFunction(ctx: ApiContext, req: ApiRequest): ApiResponse {
@@ -145,13 +149,17 @@ async function updateCode(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   ctx.registry.mustVersion(t.name, '$LATEST');
   const zip = decodeZip(input.ZipFile, input.S3Bucket);
   const code = await ctx.code.put(zip);
-  await checkCombinedSize(ctx.layers.pinned(ctx.registry.mustVersion(t.name, '$LATEST').config.layers), await ctx.code.materialise(code.sha256));
-  if (input.DryRun === true) {
-    const cur = ctx.registry.mustVersion(t.name, '$LATEST');
-    return { status: 200, json: configOut(ctx, { ...cur, codeSha256: code.sha256, codeSize: code.size }) };
+  try {
+    await checkCombinedSize(ctx.layers.pinned(ctx.registry.mustVersion(t.name, '$LATEST').config.layers), await ctx.code.materialise(code.sha256));
+    if (input.DryRun === true) {
+      const cur = ctx.registry.mustVersion(t.name, '$LATEST');
+      return { status: 200, json: configOut(ctx, { ...cur, codeSha256: code.sha256, codeSize: code.size }) };
+    }
+    const r = ctx.registry.updateCode(t.name, code, input.RevisionId, input.Publish === true);
+    return { status: 200, json: configOut(ctx, r.published ?? r.latest) };
+  } finally {
+    ctx.code.release(code.sha256);
   }
-  const r = ctx.registry.updateCode(t.name, code, input.RevisionId, input.Publish === true);
-  return { status: 200, json: configOut(ctx, r.published ?? r.latest) };
 }
 
 async function updateConfiguration(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
@@ -209,13 +217,14 @@ function accountSettings(ctx: ApiContext): ApiResponse {
     status: 200,
     json: {
       AccountLimit: {
-        TotalCodeSize: 80530636800,
+        TotalCodeSize: ctx.code.maxStoredBytes,
         CodeSizeUnzipped: 262144000,
         CodeSizeZipped: MAX_ZIP_BYTES,
         ConcurrentExecutions: ctx.limits.accountConcurrency,
         UnreservedConcurrentExecutions: ctx.concurrency.unreservedLimit(),
       },
-      AccountUsage: { TotalCodeSize: c.codeBytes, FunctionCount: c.functions },
+      // Code as stored (compressed, deduplicated within a package), not as zipped.
+      AccountUsage: { TotalCodeSize: ctx.code.storedBytes(), FunctionCount: c.functions },
     },
   };
 }

@@ -80,14 +80,18 @@ async function publishLayerVersion(ctx: ApiContext, req: ApiRequest): Promise<Ap
   const name = layerName(ctx, req.params.LayerName ?? '');
   const input = parseInput(PublishLayerVersionInput, parseJson(req.body));
   const code = await ctx.code.put(decodeLayerZip(input.Content.ZipFile, input.Content.S3Bucket));
-  const unzippedSize = await treeBytes(await ctx.code.materialise(code.sha256));
-  const v = ctx.layers.publish(name, {
-    description: input.Description ?? '',
-    licenseInfo: input.LicenseInfo ?? null,
-    runtimes: input.CompatibleRuntimes ?? [],
-    architectures: input.CompatibleArchitectures ?? [],
-  }, { sha256: code.sha256, size: code.size, unzippedSize });
-  return { status: 201, json: fullVersion(ctx, req, v) };
+  try {
+    const unzippedSize = await treeBytes(await ctx.code.materialise(code.sha256));
+    const v = ctx.layers.publish(name, {
+      description: input.Description ?? '',
+      licenseInfo: input.LicenseInfo ?? null,
+      runtimes: input.CompatibleRuntimes ?? [],
+      architectures: input.CompatibleArchitectures ?? [],
+    }, { sha256: code.sha256, size: code.size, unzippedSize });
+    return { status: 201, json: fullVersion(ctx, req, v) };
+  } finally {
+    ctx.code.release(code.sha256);
+  }
 }
 
 function getLayerVersion(ctx: ApiContext, req: ApiRequest): ApiResponse {

@@ -15,7 +15,9 @@ async function stats(ctx: ApiContext): Promise<ApiResponse> {
       UniqueChunks: s.uniqueChunks,
       StoredBytes: s.storedBytes,
       StoredChunks: s.storedChunks,
+      ReferencedStoredBytes: s.referencedStoredBytes,
       DedupRatio: s.dedupRatio,
+      CompressionRatio: s.compressionRatio,
       Tiers: s.tiers.map((t) => ({ Tier: t.tier, Hits: t.hits, Misses: t.misses, HitRate: t.hitRate, Bytes: t.bytes, Corrupt: t.corrupt })),
     },
   };

@@ -21,10 +21,11 @@ export function registerServe(program: Command): void {
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
     .option('--request-timeout <duration>', 'time a client has to send a whole request, headers and body (default 300s)', durationOption(1, 3600))
     .option('--ephemeral-dir <dir>', 'directory on a disk for the functions\' /tmp filesystems (default: DIR/ephemeral)')
+    .option('--code-storage <bytes>', 'account code storage limit, counted as stored (compressed) (default 80530636800, as Lambda)', intOption(1, Number.MAX_SAFE_INTEGER))
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
     .option('--log-rate <MiB/s>', "one function's log rate; output beyond it (after an 8 MiB burst) is dropped with a marker (default 2)", intOption(1, 1024))
     .option('--log-retention <MiB>', "log lines kept per function, oldest dropped first (default 16; all functions: 128 or 8 functions' worth)", intOption(1, 1_000_000))
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number; ephemeralDir?: string }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number; ephemeralDir?: string; codeStorage?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -54,6 +55,7 @@ export function registerServe(program: Command): void {
         ...(o.requestTimeout === undefined ? {} : { http: { requestTimeoutMs: o.requestTimeout * 1000 } }),
         ...(o.logRate === undefined ? {} : { logRateBytesPerSecond: o.logRate * 1024 * 1024 }),
         ...(o.logRetention === undefined ? {} : { logFunctionCapBytes: o.logRetention * 1024 * 1024, logCapBytes: Math.max(128, o.logRetention * 8) * 1024 * 1024 }),
+        ...(o.codeStorage === undefined ? {} : { codeStorageBytes: o.codeStorage }),
       });
       if (thaw.credentialsFile !== undefined) {
         process.stdout.write(`credentials: ${thaw.credentialsFile} (access key ${thaw.credentials.accessKeyId})\n`);

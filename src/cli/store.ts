@@ -9,7 +9,9 @@ interface StoreStats {
   UniqueBytes: number;
   StoredBytes: number;
   StoredChunks: number;
+  ReferencedStoredBytes: number;
   DedupRatio: number;
+  CompressionRatio: number;
   Tiers: { Tier: string; Hits: number; Misses: number; HitRate: number; Bytes: number; Corrupt: number }[];
 }
 
@@ -20,10 +22,12 @@ export function registerStore(program: Command): void {
       const r = await s.thaw<StoreStats>('GET', '/thaw/v1/store/stats');
       if (s.json) return printJson(r);
       process.stdout.write(
-        `artifacts      ${r.Artifacts}\n` +
-          `logical bytes  ${r.LogicalBytes} (${formatBytes(r.LogicalBytes)})\n` +
-          `stored bytes   ${r.StoredBytes} (${formatBytes(r.StoredBytes)}, ${r.StoredChunks} chunks)\n` +
-          `dedup ratio    ${r.DedupRatio.toFixed(2)}\n\n`,
+        `artifacts          ${r.Artifacts}\n` +
+          `logical bytes      ${r.LogicalBytes} (${formatBytes(r.LogicalBytes)})\n` +
+          `unique bytes       ${r.UniqueBytes} (${formatBytes(r.UniqueBytes)}, after dedup)\n` +
+          `stored bytes       ${r.StoredBytes} (${formatBytes(r.StoredBytes)}, ${r.StoredChunks} chunks, compressed and encrypted)\n` +
+          `dedup ratio        ${r.DedupRatio.toFixed(2)}\n` +
+          `compression ratio  ${r.CompressionRatio.toFixed(2)}\n\n`,
       );
       process.stdout.write(table(
         ['TIER', 'HITS', 'MISSES', 'HIT RATE', 'BYTES READ', 'CORRUPT'],

@@ -5,12 +5,12 @@
  * otherwise (extractZip would refuse them too).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstat, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform, pipeline } from 'node:stream';
-import yazl from 'yazl';
+import { Pace } from '../util/pace.js';
 import { symlinkStaysInside } from './zip.js';
+import { ZipWriter } from './zip-writer.js';
 
 export interface ZipProgress {
   /** Regular files and symbolic links written so far, out of totalFiles. */
@@ -37,90 +37,62 @@ export async function zipDirectory(dir: string, onProgress?: (p: ZipProgress) =>
   const root = await realpath(dir);
   if (!(await lstat(root)).isDirectory()) throw new Error(`${dir} is not a directory`);
   const items: Item[] = [];
-  await walk(root, [], items);
+  const pace = new Pace();
+  await walk(root, [], items, pace);
   items.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   checkLinks(dir, items);
 
-  const zip = new yazl.ZipFile();
+  const zip = new ZipWriter(FIXED_MTIME);
   const totalFiles = items.filter((i) => i.kind !== 'dir').length;
   const progress = { files: 0, totalFiles, bytes: 0 };
-  const common = { mtime: FIXED_MTIME, forceDosTimestamp: true };
-
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    zip.on('error', reject);
-    zip.outputStream.on('error', reject);
-    zip.outputStream.on('data', (c: Buffer) => chunks.push(c));
-    // Done when the archive has ended and every file's read has been counted (the last count can come after).
-    let ended = false;
-    const settle = (): void => {
-      if (ended && progress.files === totalFiles) resolve(Buffer.concat(chunks));
-    };
-    zip.outputStream.on('end', () => {
-      ended = true;
-      settle();
-    });
-
-    // Each file is read only when yazl reaches it, through a counter that drives the progress callback.
-    const add = (rel: string, options: { mode: number; size: number }, open: () => Readable): void => {
-      zip.addReadStreamLazy(rel, { ...common, ...options }, (cb) => {
-        const counter = new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            progress.bytes += chunk.length;
-            done(null, chunk);
-          },
-        });
-        pipeline(open(), counter, (err) => {
-          if (err) return reject(new Error(`reading ${path.join(dir, rel)}: ${err.message}`, { cause: err }));
-          progress.files++;
-          try {
-            onProgress?.({ ...progress });
-          } catch (e) {
-            reject(e instanceof Error ? e : new Error(String(e)));
-          }
-          settle();
-        });
-        cb(null, counter);
-      });
-    };
-    try {
-      for (const item of items) {
-        if (item.kind === 'dir') zip.addEmptyDirectory(item.rel, { ...common, mode: 0o40755 });
-        else if (item.kind === 'link') {
-          const target = Buffer.from(item.target);
-          add(item.rel, { mode: 0o120777, size: target.length }, () => Readable.from([target]));
-        } else {
-          const mode = item.executable ? 0o100755 : 0o100644;
-          add(item.rel, { mode, size: item.size }, () => createReadStream(item.abs));
-        }
-      }
-      onProgress?.({ ...progress });
-      zip.end();
-    } catch (e) {
-      reject(e instanceof Error ? e : new Error(String(e)));
+  onProgress?.({ ...progress });
+  for (const item of items) {
+    if (item.kind === 'dir') {
+      zip.directory(item.rel, 0o40755);
+      continue;
     }
-  });
+    let data: Buffer;
+    if (item.kind === 'link') data = Buffer.from(item.target);
+    else {
+      try {
+        // Small files are read on this thread: a package of many tiny files is not a thread-pool round trip each.
+        data = item.size <= SYNC_READ_BYTES ? readFileSync(item.abs) : await readFile(item.abs);
+      } catch (e) {
+        throw new Error(`reading ${path.join(dir, item.rel)}: ${(e as Error).message}`, { cause: e });
+      }
+      if (data.length !== item.size) throw new Error(`${path.join(dir, item.rel)} changed size while it was packaged`);
+    }
+    await zip.file(item.rel, item.kind === 'link' ? 0o120777 : item.executable ? 0o100755 : 0o100644, data);
+    progress.files++;
+    progress.bytes += data.length;
+    onProgress?.({ ...progress });
+    await pace.breathe();
+  }
+  return zip.finish();
 }
 
-async function walk(root: string, relParts: string[], out: Item[]): Promise<void> {
+const SYNC_READ_BYTES = 256 * 1024;
+
+async function walk(root: string, relParts: string[], out: Item[], pace: Pace): Promise<void> {
   const abs = path.join(root, ...relParts);
-  for (const name of await readdir(abs)) {
+  for (const name of readdirSync(abs)) {
     const parts = [...relParts, name];
     const rel = parts.join('/');
     const p = path.join(abs, name);
     // Zip readers (ours included) take a backslash for a separator, so such a name would not come back as itself.
     if (name.includes('\\')) throw new Error(`${p}: file names containing a backslash cannot be packaged`);
-    const st = await lstat(p);
+    const st = lstatSync(p);
     if (st.isDirectory()) {
       out.push({ kind: 'dir', rel });
-      await walk(root, parts, out);
+      await walk(root, parts, out, pace);
     } else if (st.isFile()) {
       out.push({ kind: 'file', rel, abs: p, size: st.size, executable: (st.mode & 0o111) !== 0 });
     } else if (st.isSymbolicLink()) {
-      out.push({ kind: 'link', rel, target: linkTarget(root, p, await readlink(p)) });
+      out.push({ kind: 'link', rel, target: linkTarget(root, p, readlinkSync(p)) });
     } else {
       throw new Error(`${p} is not a regular file, directory or symbolic link; remove it before packaging`);
     }
+    await pace.breathe();
   }
 }
 

@@ -7,14 +7,15 @@
  * limit is `InvalidParameterValue` with Lambda's own message; filesystem failures (disk full, ...) pass through.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { chmod, lstat, mkdir, open, rename, rm, symlink } from 'node:fs/promises';
+import { chmodSync, closeSync, constants as fsc, fchmodSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
+import { chmod, lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { crc32 } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 import yauzl from 'yauzl';
 import { ThawError } from '../util/errors.js';
+import { Pace } from '../util/pace.js';
 
 export interface ExtractLimits {
   /** Total bytes of all entries once inflated. Lambda: 250 MB. */
@@ -24,10 +25,17 @@ export interface ExtractLimits {
   maxRatio?: number;
 }
 
-/** `files` counts regular files and symbolic links (not directories); `unzippedBytes` is their inflated total. */
+/**
+ * `files` counts regular files and symbolic links (not directories); `unzippedBytes` is their inflated total;
+ * `entries` counts every entry. `packagedByThaw`: every entry has the layout zipDirectory writes (made by unix
+ * spec 6.3, the fixed 1980-01-01 timestamp, names in ascending order), so rebuilding the zip from the tree may
+ * give the same bytes; when false it cannot.
+ */
 export interface ExtractResult {
   files: number;
   unzippedBytes: number;
+  entries: number;
+  packagedByThaw: boolean;
 }
 
 export const EXTRACT_DEFAULTS: Readonly<Required<ExtractLimits>> = Object.freeze({
@@ -39,6 +47,10 @@ export const EXTRACT_DEFAULTS: Readonly<Required<ExtractLimits>> = Object.freeze
 /** Small files compress absurdly well (a 200 KB file of spaces); the ratio check only applies from this size. */
 export const RATIO_MIN_BYTES = 1024 * 1024;
 const MAX_LINK_TARGET_BYTES = 4096;
+/** Entries up to this size are inflated in memory and written in one step; larger ones are streamed. */
+const INLINE_BYTES = 1024 * 1024;
+const THAW_MADE_BY = (3 << 8) | 63;
+const DOS_1980_01_01 = 1 | (1 << 5);
 const MAX_LINK_HOPS = 40; // Linux's MAXSYMLINKS
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
@@ -103,12 +115,21 @@ async function extractInto(buf: Buffer, root: string, lim: Required<ExtractLimit
     }
     const tree = new Tree(root);
     const budget = { used: 0, limit: lim.maxUnzippedBytes, maxRatio: lim.maxRatio };
+    const pace = new Pace();
     let declared = 0;
     let files = 0;
     let seen = 0;
+    let packagedByThaw = true;
+    let previous = '';
     for (let entry = await nextEntry(zip); entry !== null; entry = await nextEntry(zip)) {
       if (++seen > lim.maxEntries) throw badZip(`the archive has more than ${lim.maxEntries} entries`);
+      await pace.breathe();
       const name = entry.fileName;
+      if (packagedByThaw) {
+        packagedByThaw = entry.versionMadeBy === THAW_MADE_BY && entry.lastModFileTime === 0 && entry.lastModFileDate === DOS_1980_01_01 &&
+          name > previous;
+        previous = name;
+      }
       const parts = splitName(name);
       const mode = (entry.externalFileAttributes >>> 16) & 0xffff;
       const isLink = (mode & S_IFMT) === S_IFLNK;
@@ -127,12 +148,16 @@ async function extractInto(buf: Buffer, root: string, lim: Required<ExtractLimit
       if (exceedsRatio(entry.uncompressedSize, entry.compressedSize, lim.maxRatio)) {
         throw badZip(`has a compression ratio above ${lim.maxRatio}:1`, name);
       }
-      if (isLink) await extractLink(zip, entry, parts, tree, budget);
+      if (entry.uncompressedSize <= INLINE_BYTES) {
+        const data = inflateInline(buf, entry, budget);
+        if (isLink) await makeLink(data, parts, tree, name);
+        else await writeInline(data, parts, mode, tree, name);
+      } else if (isLink) await extractLink(zip, entry, parts, tree, budget);
       else await extractFile(zip, entry, parts, mode, tree, budget);
       files++;
     }
     tree.checkAllLinks();
-    return { files, unzippedBytes: budget.used };
+    return { files, unzippedBytes: budget.used, entries: seen, packagedByThaw };
   } finally {
     zip.close();
   }
@@ -176,6 +201,55 @@ function splitName(name: string): string[] {
 
 function exceedsRatio(inflated: number, compressed: number, maxRatio: number): boolean {
   return inflated >= RATIO_MIN_BYTES && inflated > maxRatio * Math.max(compressed, 1);
+}
+
+/**
+ * A small entry's bytes, inflated in memory from the archive (no stream, no thread-pool round trip), with the same
+ * checks as the streamed path: the local header's framing, the real inflated size against the header (never more
+ * is inflated than it declares), the package budget, the ratio and the CRC-32.
+ */
+function inflateInline(buf: Buffer, entry: yauzl.Entry, budget: Budget): Buffer {
+  const name = entry.fileName;
+  const at = entry.relativeOffsetOfLocalHeader;
+  if (at + 30 > buf.length || buf.readUInt32LE(at) !== 0x04034b50) throw badZip('has an invalid local file header', name);
+  const start = at + 30 + buf.readUInt16LE(at + 26) + buf.readUInt16LE(at + 28);
+  const end = start + entry.compressedSize;
+  if (end > buf.length) throw badZip('has data beyond the end of the archive', name);
+  const raw = buf.subarray(start, end);
+  let data: Buffer;
+  if (entry.compressionMethod === 0) {
+    if (entry.compressedSize !== entry.uncompressedSize) throw badZip('is stored with a compressed size unlike its size', name);
+    data = raw;
+  } else {
+    try {
+      // One byte more than declared is enough to tell that it inflates to more than its header says.
+      data = inflateRawSync(raw, { maxOutputLength: entry.uncompressedSize + 1 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw badZip('inflates to more bytes than its header declares', name, e);
+      throw badZip(`cannot be read: ${(e as Error).message}`, name, e);
+    }
+  }
+  if (data.length > entry.uncompressedSize) throw badZip('inflates to more bytes than its header declares', name);
+  budget.used += data.length;
+  if (budget.used > budget.limit) throw tooBig(budget.limit);
+  if (data.length !== entry.uncompressedSize) throw badZip('is shorter than its header declares', name);
+  if (crc32(data) !== entry.crc32) throw badZip('is corrupt (CRC-32 mismatch)', name);
+  return data;
+}
+
+/** O_NOFOLLOW: even a bug elsewhere cannot make this write go through a symbolic link. */
+const WRITE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW;
+
+async function writeInline(data: Buffer, parts: string[], unixMode: number, tree: Tree, name: string): Promise<void> {
+  const file = await tree.claimFile(parts, name);
+  const mode = unixMode & 0o111 ? 0o755 : 0o644;
+  const fd = openSync(file, WRITE_FLAGS, mode);
+  try {
+    fchmodSync(fd, mode); // the umask may have narrowed it
+    for (let at = 0; at < data.length; ) at += writeSync(fd, data, at);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 interface Budget {
@@ -253,9 +327,7 @@ async function extractFile(
 ): Promise<void> {
   const file = await tree.claimFile(parts, entry.fileName);
   const mode = unixMode & 0o111 ? 0o755 : 0o644;
-  // O_NOFOLLOW: even a bug elsewhere cannot make this write go through a symbolic link.
-  const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW;
-  const handle = await open(file, flags, mode);
+  const handle = await open(file, WRITE_FLAGS, mode);
   let sink: Writable;
   try {
     await handle.chmod(mode); // the umask may have narrowed it
@@ -274,12 +346,16 @@ async function extractLink(zip: yauzl.ZipFile, entry: yauzl.Entry, parts: string
   await pumpEntry(zip, entry, budget, async (source) => {
     for await (const chunk of source) chunks.push(chunk);
   });
-  const target = Buffer.concat(chunks).toString('utf8');
+  await makeLink(Buffer.concat(chunks), parts, tree, name);
+}
+
+async function makeLink(data: Buffer, parts: string[], tree: Tree, name: string): Promise<void> {
+  const target = data.toString('utf8');
   if (target === '' || target.includes('\0')) throw badZip('is a symbolic link with an empty or NUL-containing target', name);
   if (target.startsWith('/') || /^[a-zA-Z]:/.test(target) || target.includes('\\')) {
     throw badZip(`is a symbolic link to an absolute or non-POSIX path (${JSON.stringify(target)})`, name);
   }
-  await symlink(target, await tree.claimLink(parts, target, name));
+  symlinkSync(target, await tree.claimLink(parts, target, name));
 }
 
 type Kind = 'file' | 'dir' | 'link';
@@ -343,8 +419,8 @@ class Tree {
 
   private async mkdir(parts: string[]): Promise<void> {
     const dir = this.abs(parts);
-    await mkdir(dir, { mode: 0o755 });
-    await chmod(dir, 0o755);
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
     this.kinds.set(parts.join('/'), 'dir');
   }
 

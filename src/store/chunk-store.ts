@@ -8,6 +8,8 @@ import type { ChunkTier } from './tier.js';
 export interface ChunkRef {
   readonly h: string;
   readonly n: number;
+  /** Sealed bytes in the origin (compressed and encrypted), when known. */
+  readonly s?: number;
 }
 
 export interface TierCounters {
@@ -106,13 +108,25 @@ export class ChunkStore {
     const hash = sha256Hex(plain);
     const id = this.sealer.locator(hash);
     this.pins.set(id, (this.pins.get(id) ?? 0) + 1);
+    let s: number | undefined;
     try {
-      if (!(await this.origin.has(id))) await this.origin.put(id, this.sealer.seal(plain, hash).sealed);
+      s = await this.storedSize(id);
+      if (s === undefined) {
+        const { sealed } = this.sealer.seal(plain, hash);
+        if (!(await this.origin.has(id))) await this.origin.put(id, sealed);
+        s = sealed.length;
+      }
     } catch (e) {
       this.unpin([{ h: hash, n: plain.length }]);
       throw e;
     }
-    return { h: hash, n: plain.length };
+    return { h: hash, n: plain.length, s };
+  }
+
+  /** The size of a chunk the origin already holds (undefined when it holds none, or cannot tell). */
+  private async storedSize(id: string): Promise<number | undefined> {
+    if (this.origin.storedSize !== undefined) return this.origin.storedSize(id);
+    return undefined;
   }
 
   unpin(refs: readonly ChunkRef[]): void {

@@ -119,6 +119,15 @@ export class DirTier implements ChunkTier {
     }
   }
 
+  async storedSize(id: string): Promise<number | undefined> {
+    if (!validId(id)) return undefined;
+    try {
+      return (await stat(this.path(id))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
   async delete(id: string): Promise<void> {
     if (!validId(id)) return;
     await rm(this.path(id), { force: true });

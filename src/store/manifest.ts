@@ -6,7 +6,12 @@ import { StoreError } from './errors.js';
  * file lies in that stream. Manifests name plaintext hashes and paths, so they stay in the state database,
  * never in the chunk origin (a copied origin reveals nothing).
  */
-const chunkRef = z.strictObject({ h: z.string().regex(/^[0-9a-f]{64}$/), n: z.number().int().positive() });
+const chunkRef = z.strictObject({
+  h: z.string().regex(/^[0-9a-f]{64}$/),
+  n: z.number().int().positive(),
+  /** Sealed (compressed, encrypted) bytes in the origin; absent in manifests written before compression. */
+  s: z.number().int().positive().optional(),
+});
 
 const treeEntry = z.strictObject({
   /** Path inside the tree, `/`-separated. */
@@ -24,6 +29,8 @@ const blobManifest = z.strictObject({
   format: z.literal(1),
   type: z.literal('blob'),
   size: z.number().int().nonnegative(),
+  /** Bytes its distinct chunks take in the origin (what storage quotas count). */
+  stored: z.number().int().nonnegative().optional(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   chunks: z.array(chunkRef),
   meta: z.record(z.string(), z.unknown()).optional(),
@@ -33,6 +40,8 @@ const treeManifest = z.strictObject({
   format: z.literal(1),
   type: z.literal('tree'),
   size: z.number().int().nonnegative(),
+  /** Bytes its distinct chunks take in the origin (what storage quotas count). */
+  stored: z.number().int().nonnegative().optional(),
   chunks: z.array(chunkRef),
   entries: z.array(treeEntry),
   meta: z.record(z.string(), z.unknown()).optional(),

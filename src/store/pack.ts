@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHUNK_SIZE } from './seal.js';
 import type { ChunkRef, ChunkStore } from './chunk-store.js';
 import type { TreeEntry } from './manifest.js';
+import { Pace } from '../util/pace.js';
 
 /** Files at least this large start a segment of their own (so they dedup whatever surrounds them). */
 export const LARGE_FILE = 128 * 1024;
@@ -16,18 +16,20 @@ interface Walked {
   readonly target?: string;
 }
 
-async function walk(root: string, rel: string, out: Walked[]): Promise<void> {
-  for (const name of (await readdir(join(root, rel))).sort()) {
+/** Synchronous steps (a tree on tmpfs answers in microseconds), with the event loop given a turn now and then. */
+async function walk(root: string, rel: string, out: Walked[], pace: Pace): Promise<void> {
+  for (const name of readdirSync(join(root, rel)).sort()) {
     const r = rel === '' ? name : `${rel}/${name}`;
-    const st = await lstat(join(root, r));
+    const st = lstatSync(join(root, r));
     if (st.isDirectory()) {
       out.push({ rel: r, kind: 'd', size: 0 });
-      await walk(root, r, out);
+      await walk(root, r, out, pace);
     } else if (st.isSymbolicLink()) {
-      out.push({ rel: r, kind: 'l', size: 0, target: await readlink(join(root, r)) });
+      out.push({ rel: r, kind: 'l', size: 0, target: readlinkSync(join(root, r)) });
     } else if (st.isFile()) {
       out.push({ rel: r, kind: (st.mode & 0o111) !== 0 ? 'x' : 'f', size: st.size });
     }
+    await pace.breathe();
   }
 }
 
@@ -101,7 +103,8 @@ class ChunkWriter {
 /** Write a directory tree's files as chunks; resolves with its (uncommitted) entries and pinned chunks. */
 export async function packTree(store: ChunkStore, dir: string): Promise<{ entries: TreeEntry[]; chunks: ChunkRef[]; size: number }> {
   const walked: Walked[] = [];
-  await walk(dir, '', walked);
+  const pace = new Pace();
+  await walk(dir, '', walked, pace);
   const segments = new Map<string, Walked[]>();
   for (const w of walked) {
     if ((w.kind !== 'f' && w.kind !== 'x') || w.size === 0) continue;
@@ -129,6 +132,7 @@ export async function packTree(store: ChunkStore, dir: string): Promise<{ entrie
         } finally {
           closeSync(fd);
         }
+        await pace.breathe();
       }
       await writer.cut();
     }
@@ -158,10 +162,17 @@ export async function packBuffer(store: ChunkStore, data: Buffer): Promise<{ chu
  * modes, links. `next` yields the stream's chunks in order.
  */
 export async function unpackTree(entries: readonly TreeEntry[], chunks: AsyncIterable<Buffer>, dest: string): Promise<void> {
+  const pace = new Pace();
   mkdirSync(dest, { recursive: true, mode: 0o755 });
-  for (const e of entries) if (e.t === 'd') mkdirSync(join(dest, e.p), { recursive: true, mode: 0o755 });
+  for (const e of entries) {
+    if (e.t === 'd') mkdirSync(join(dest, e.p), { recursive: true, mode: 0o755 });
+    await pace.breathe();
+  }
   const files = entries.filter((e) => (e.t === 'f' || e.t === 'x'));
-  for (const f of files) if ((f.n ?? 0) === 0) writeFileSync(join(dest, f.p), '', { mode: f.t === 'x' ? 0o755 : 0o644 });
+  for (const f of files) {
+    if ((f.n ?? 0) === 0) writeFileSync(join(dest, f.p), '', { mode: f.t === 'x' ? 0o755 : 0o644 });
+    await pace.breathe();
+  }
   const data = files.filter((f) => (f.n ?? 0) > 0).sort((a, b) => (a.o ?? 0) - (b.o ?? 0));
   let fi = 0;
   let pos = 0;
@@ -181,6 +192,7 @@ export async function unpackTree(entries: readonly TreeEntry[], chunks: AsyncIte
           closeSync(fd);
           fd = undefined;
           fi++;
+          await pace.breathe();
         }
       }
       pos += chunk.length;
@@ -193,6 +205,7 @@ export async function unpackTree(entries: readonly TreeEntry[], chunks: AsyncIte
   for (const e of entries) {
     if (e.t === 'l') symlinkSync(e.l ?? '', join(dest, e.p));
     else chmodSync(join(dest, e.p), e.t === 'f' ? 0o644 : 0o755);
+    await pace.breathe();
   }
   chmodSync(dest, 0o755);
 }

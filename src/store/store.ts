@@ -34,11 +34,15 @@ export interface StoreStats {
   /** Distinct chunks referenced, and their plaintext bytes. */
   readonly uniqueChunks: number;
   readonly uniqueBytes: number;
-  /** Bytes the origin holds (sealed chunks, referenced or not yet collected). */
+  /** Bytes the origin holds (sealed chunks, referenced or not yet collected): compressed where that paid, encrypted. */
   readonly storedBytes: number;
   readonly storedChunks: number;
-  /** logicalBytes / storedBytes. */
+  /** Origin bytes of the referenced chunks alone: uniqueBytes after compression. */
+  readonly referencedStoredBytes: number;
+  /** logicalBytes / uniqueBytes: what dedup saves. */
   readonly dedupRatio: number;
+  /** uniqueBytes / referencedStoredBytes: what compression saves (framing and tags included). */
+  readonly compressionRatio: number;
   readonly tiers: readonly (TierCounters & { hitRate: number })[];
 }
 
@@ -47,6 +51,18 @@ export interface CollectResult {
   readonly removedBytes: number;
   readonly kept: number;
 }
+
+/** Origin bytes of an artifact's distinct chunks (a chunk of unknown sealed size counts its plaintext and framing). */
+function storedOf(chunks: readonly ChunkRef[]): number {
+  const seen = new Map<string, number>();
+  for (const c of chunks) seen.set(c.h, c.s ?? c.n + SEAL_OVERHEAD);
+  let total = 0;
+  for (const n of seen.values()) total += n;
+  return total;
+}
+
+/** Format byte and GCM tag. */
+const SEAL_OVERHEAD = 17;
 
 /**
  * Artifacts (code packages, code caches, snapshots, layers) as manifests of chunks. Putting one writes and
@@ -61,14 +77,14 @@ export class Store {
 
   async putBlob(name: string, kind: ArtifactKind, data: Buffer, meta?: Record<string, unknown>): Promise<BlobManifest> {
     const { chunks, sha256 } = await packBuffer(this.chunks, data);
-    const m: BlobManifest = { format: 1, type: 'blob', size: data.length, sha256, chunks, ...(meta === undefined ? {} : { meta }) };
+    const m: BlobManifest = { format: 1, type: 'blob', size: data.length, stored: storedOf(chunks), sha256, chunks, ...(meta === undefined ? {} : { meta }) };
     this.commit(name, kind, m, chunks);
     return m;
   }
 
   async putTree(name: string, kind: ArtifactKind, dir: string, meta?: Record<string, unknown>): Promise<TreeManifest> {
     const { entries, chunks, size } = await packTree(this.chunks, dir);
-    const m: TreeManifest = { format: 1, type: 'tree', size, chunks, entries, ...(meta === undefined ? {} : { meta }) };
+    const m: TreeManifest = { format: 1, type: 'tree', size, stored: storedOf(chunks), chunks, entries, ...(meta === undefined ? {} : { meta }) };
     this.commit(name, kind, m, chunks);
     return m;
   }
@@ -238,6 +254,18 @@ export class Store {
 
   // ---- numbers ----
 
+  /** Origin bytes of every artifact of these kinds, each counted whole (what an account's code storage is). */
+  storedBytesOf(kinds: readonly ArtifactKind[]): number {
+    const marks = kinds.map(() => '?').join(', ');
+    return this.db.prepare(`SELECT COALESCE(SUM(COALESCE(json_extract(manifest, '$.stored'), logical_bytes)), 0) FROM store_artifacts WHERE kind IN (${marks})`)
+      .pluck().get(...kinds) as number;
+  }
+
+  /** Origin bytes of one artifact (its plaintext size for one written before this was recorded). */
+  storedBytesOfArtifact(name: string): number | undefined {
+    return this.db.prepare(`SELECT COALESCE(json_extract(manifest, '$.stored'), logical_bytes) FROM store_artifacts WHERE name = ?`).pluck().get(name) as number | undefined;
+  }
+
   async stats(): Promise<StoreStats> {
     const rows = this.db.prepare('SELECT name, manifest, logical_bytes FROM store_artifacts').all() as { name: string; manifest: string; logical_bytes: number }[];
     let logicalBytes = 0;
@@ -246,11 +274,14 @@ export class Store {
       logicalBytes += r.logical_bytes;
       for (const c of parseManifest(r.name, r.manifest).chunks) unique.set(c.h, c.n);
     }
+    const referenced = new Set([...unique.keys()].map((h) => this.chunks.locator(h)));
     let storedBytes = 0;
     let storedChunks = 0;
+    let referencedStoredBytes = 0;
     for await (const c of this.chunks.origin.list()) {
       storedBytes += c.size;
       storedChunks++;
+      if (referenced.has(c.id)) referencedStoredBytes += c.size;
     }
     const uniqueBytes = [...unique.values()].reduce((s, n) => s + n, 0);
     return {
@@ -260,7 +291,9 @@ export class Store {
       uniqueBytes,
       storedBytes,
       storedChunks,
-      dedupRatio: storedBytes === 0 ? 1 : logicalBytes / storedBytes,
+      referencedStoredBytes,
+      dedupRatio: uniqueBytes === 0 ? 1 : logicalBytes / uniqueBytes,
+      compressionRatio: referencedStoredBytes === 0 ? 1 : uniqueBytes / referencedStoredBytes,
       tiers: this.chunks.stats().map((t) => ({ ...t, hitRate: t.hits + t.misses === 0 ? 0 : t.hits / (t.hits + t.misses) })),
     };
   }

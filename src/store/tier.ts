@@ -10,6 +10,8 @@ export interface ChunkTier {
   /** Store a chunk. A durable tier has it on stable storage when this resolves. */
   put(id: string, data: Buffer): Promise<void>;
   has(id: string): Promise<boolean>;
+  /** The stored size of a chunk, undefined when absent (optional: without it a writer seals to learn the size). */
+  storedSize?(id: string): Promise<number | undefined>;
   /** Remove a chunk; removing one that is absent is not an error. */
   delete(id: string): Promise<void>;
   /** Every chunk held, with its size and when it was written (for garbage collection's grace period). */

@@ -65,7 +65,9 @@ export class OptDirs {
   async collect(keep: ReadonlySet<string>): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
-      if (keep.has(name) || this.pending.has(name)) continue;
+      // `<key>.tmp-…` is a merge in progress while its key is pending (and a crash's leftover otherwise).
+      const key = name.split('.')[0] ?? name;
+      if (keep.has(name) || this.pending.has(key)) continue;
       await rm(join(this.root, name), { recursive: true, force: true });
       removed++;
     }

@@ -375,6 +375,11 @@ export class Pool {
     return this.o.metrics === undefined ? { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' } : this.o.metrics.text();
   }
 
+  /** Versions some environment (not a waiting stem cell) still runs, however idle: their code is mounted. */
+  versionsInUse(): VersionRecord[] {
+    return [...this.all].filter((e) => !e.isStem).map((e) => e.version);
+  }
+
   /** Environments by state, for metrics. */
   environmentStates(): Record<string, number> {
     const out: Record<string, number> = {};
