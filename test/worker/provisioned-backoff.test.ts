@@ -13,9 +13,12 @@ import { logLines } from '../helpers/async.js';
  * long as the one before, and after five in a row the configuration is FAILED with a StatusReason.
  */
 
-/** Init succeeds; 200 ms later, with nothing to do, the runtime exits. Each Init logs one BOOT line. */
+/**
+ * Init succeeds; 20 ms later, with nothing to do, the runtime exits: soon after it asks for its first event, before
+ * the idle environment is frozen (50 ms after that request). Each Init logs one BOOT line.
+ */
 const CRASHER = `console.log('BOOT ' + require('crypto').randomUUID());
-setTimeout(() => process.exit(7), 200);
+setTimeout(() => process.exit(7), 20);
 exports.handler = async () => 'never';`;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
