@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
@@ -14,15 +15,15 @@ const arch = seccompArch() ?? 'x64';
 const nr = (name: string): string => String(syscallNumber(arch, name));
 
 /**
- * add.py ADD_KEY KEYCTL SECONDS: add a "user" key to the user keyring (@u = -4), print its id, read it back (the
+ * add.py ADD_KEY KEYCTL SECONDS DESCRIPTION: add a "user" key to the user keyring (@u = -4), print its id, read it back (the
  * owner may), wait, then clear @u so a later holder of this uid finds nothing.
- * read.py KEYCTL ID: read that key by id (KEYCTL_READ = 11) and search @u for it (KEYCTL_SEARCH = 10).
+ * read.py KEYCTL ID DESCRIPTION: read that key by id (KEYCTL_READ = 11) and search @u for it (KEYCTL_SEARCH = 10).
  */
 const ADD_KEY = String.raw`
 import ctypes, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
-add_key, keyctl, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-r = libc.syscall(add_key, b"user", b"thaw-secret", b"the-secret-value", 16, ctypes.c_int(-4))
+add_key, keyctl, secs, desc = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4].encode()
+r = libc.syscall(add_key, b"user", desc, b"the-secret-value", 16, ctypes.c_int(-4))
 if r < 0:
     print('add errno %d' % ctypes.get_errno(), flush=True)
     sys.exit(0)
@@ -35,11 +36,11 @@ libc.syscall(keyctl, 7, ctypes.c_int(-4))
 const READ_KEY = String.raw`
 import ctypes, sys
 libc = ctypes.CDLL(None, use_errno=True)
-keyctl, key = int(sys.argv[1]), int(sys.argv[2])
+keyctl, key, desc = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode()
 buf = ctypes.create_string_buffer(64)
 r = libc.syscall(keyctl, 11, key, buf, 64)
 print('read', 'ok ' + buf.value.decode() if r >= 0 else 'errno %d' % ctypes.get_errno())
-r = libc.syscall(keyctl, 10, ctypes.c_int(-4), b"user", b"thaw-secret", 0)
+r = libc.syscall(keyctl, 10, ctypes.c_int(-4), b"user", desc, 0)
 print('search', 'ok %d' % r if r >= 0 else 'errno %d' % ctypes.get_errno())
 `;
 
@@ -111,12 +112,14 @@ describe('sandbox identities', () => {
 
   test('a key one environment adds to its keyring cannot be read by another (uids alone, filter off)', T, async () => {
     const driver = new NamespacesDriver({ logger: silentLogger, seccomp: false });
-    const a = await start(driver, spec(['/usr/bin/python3', 'add.py', nr('add_key'), nr('keyctl'), '30']));
+    // A description of its own: user keyrings outlive their uid's processes, so an earlier run's key must not count.
+    const desc = `thaw-secret-${randomUUID()}`;
+    const a = await start(driver, spec(['/usr/bin/python3', 'add.py', nr('add_key'), nr('keyctl'), '30', desc]));
     try {
       await a.out.waitFor('\n', 30_000);
       const m = /^key (\d+) own-read the-secret-value$/m.exec(a.out.text);
       assert.ok(m !== null, `the owner adds and reads its key: ${a.out.text} ${a.err.text}`);
-      const r = await run(driver, spec(['/usr/bin/python3', 'read.py', nr('keyctl'), m[1] as string]));
+      const r = await run(driver, spec(['/usr/bin/python3', 'read.py', nr('keyctl'), m[1] as string, desc]));
       assert.equal(r.exit.code, 0, r.stderr);
       assert.match(r.stdout, /^read errno (13|126)$/m, 'EACCES or ENOKEY, never the value');
       assert.match(r.stdout, /^search errno 126$/m, 'another uid\'s user keyring is not searched');
@@ -127,7 +130,7 @@ describe('sandbox identities', () => {
   });
 
   test('with the filter (the default) no key can be added at all', T, async () => {
-    const r = await run(new NamespacesDriver({ logger: silentLogger }), spec(['/usr/bin/python3', 'add.py', nr('add_key'), nr('keyctl'), '0']));
+    const r = await run(new NamespacesDriver({ logger: silentLogger }), spec(['/usr/bin/python3', 'add.py', nr('add_key'), nr('keyctl'), '0', `thaw-secret-${randomUUID()}`]));
     assert.equal(r.exit.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'add errno 1');
   });
