@@ -14,11 +14,17 @@ import { logLines } from '../helpers/async.js';
  */
 
 /**
- * Init succeeds; 20 ms later, with nothing to do, the runtime exits: soon after it asks for its first event, before
- * the idle environment is frozen (50 ms after that request). Each Init logs one BOOT line.
+ * Init succeeds; right after the runtime asks for its first event it exits, before the idle environment is frozen
+ * (50 ms after that request). Each Init logs one BOOT line.
  */
 const CRASHER = `console.log('BOOT ' + require('crypto').randomUUID());
-setTimeout(() => process.exit(7), 20);
+const net = require('net');
+const write = net.Socket.prototype.write;
+net.Socket.prototype.write = function (chunk, ...rest) {
+  const r = write.call(this, chunk, ...rest);
+  if (String(chunk).includes('/runtime/invocation/next')) setImmediate(() => process.exit(7));
+  return r;
+};
 exports.handler = async () => 'never';`;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
