@@ -27,6 +27,7 @@ import { EventInvokeConfigs } from './control/event-invoke-config.js';
 import { RuntimeApiServer } from './sandbox/runtime-api.js';
 import { selectDriver } from './sandbox/select.js';
 import { IdentityPool } from './sandbox/identity.js';
+import { environmentPids } from './sandbox/cgroups.js';
 import { EphemeralStorage, ephemeralDirFor } from './sandbox/ephemeral.js';
 import { createApiServer } from './api/server.js';
 import type { HttpLimits } from './api/limits.js';
@@ -235,6 +236,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     maxMemoryBytes: memory,
     ...(o.capacityWaitMs === undefined ? {} : { capacityWaitMs: o.capacityWaitMs }),
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
+    pidsPerEnvironment: environmentPids(maxEnvironments),
     ...(codeCaches === undefined ? {} : { codeCaches }),
     snapshots: (v) => snapstart.restorable(v),
   });

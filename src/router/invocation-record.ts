@@ -56,15 +56,24 @@ export function invocationRecord(o: {
 /**
  * A record as a destination receives it, within the event size limit: Lambda leaves the payload out of a record
  * that would exceed what the destination takes. The response payload goes first; if the record is still too
- * large, the request payload too. What remains (version, timestamp, contexts) is a few hundred bytes.
+ * large, the request payload too. What remains (version, timestamp, contexts) is a few hundred bytes. A payload
+ * that cannot be written back as JSON at all (nested deeper than the serialiser's stack) is left out the same way.
  */
 export function recordWithin(record: Record<string, unknown>, limit: number): Buffer {
-  let body = Buffer.from(JSON.stringify(record));
+  let body = serialise(record);
   for (const field of ['responsePayload', 'requestPayload'] as const) {
-    if (body.length <= limit || !(field in record)) continue;
+    if ((body !== undefined && body.length <= limit) || !(field in record)) continue;
     const { [field]: _dropped, ...rest } = record;
     record = rest;
-    body = Buffer.from(JSON.stringify(record));
+    body = serialise(record);
   }
-  return body;
+  return body ?? Buffer.from('{}');
+}
+
+function serialise(record: Record<string, unknown>): Buffer | undefined {
+  try {
+    return Buffer.from(JSON.stringify(record));
+  } catch {
+    return undefined;
+  }
 }

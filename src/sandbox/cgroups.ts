@@ -206,6 +206,20 @@ export function accountPidsMax(share = ACCOUNT_PIDS_SHARE): number {
   return Math.max(64, Math.floor(host * share));
 }
 
+/** Lambda's process and thread limit per execution environment. */
+export const LAMBDA_PIDS = 1024;
+
+/**
+ * The pids.max of each environment of a server that runs at most `maxEnvironments` of them (plus up to `extra`
+ * stem cells, restore cells and code-cache producers, and one snapshot build of LAMBDA_PIDS): Lambda's 1,024 when
+ * the account's share of the host's pids holds that many for every one, else an equal share (at least 64), so that
+ * no environment, idle or busy, can take the pids another one is due.
+ */
+export function environmentPids(maxEnvironments: number, extra = 16, account = accountPidsMax()): number {
+  const share = Math.floor((account - LAMBDA_PIDS) / (maxEnvironments + extra));
+  return Math.max(64, Math.min(LAMBDA_PIDS, share));
+}
+
 /** Set the parent's pids.max (lowering only: an operator's tighter cap stays). Best effort. */
 function capAccountPids(dir: string | undefined): void {
   if (dir === undefined) return;

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThawError } from '../util/errors.js';
 
@@ -46,6 +46,19 @@ function namedIds(file: string): Set<number> {
     if (line !== '' && Number.isInteger(id)) out.add(id);
   }
   return out;
+}
+
+/** Whether any process runs as this uid (/proc/PID is owned by the process's effective uid). */
+function uidRuns(uid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (entry.charCodeAt(0) < 48 || entry.charCodeAt(0) > 57) continue;
+    try {
+      if (statSync(`/proc/${entry}`).uid === uid) return true;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return false;
 }
 
 function alive(pid: number): boolean {
@@ -136,6 +149,9 @@ export class IdentityPool {
       }
       // An empty file is a lease being written right now; a live owner keeps its lease.
       if (!Number.isInteger(owner) || owner <= 0 || owner === process.pid || alive(owner)) return false;
+      // The owner died, but processes of this uid may outlive it (an environment left frozen by a killed server):
+      // the id is free only once none is left, or they would share its process limit and signals.
+      if (uidRuns(uid)) return false;
       try {
         unlinkSync(file);
       } catch {

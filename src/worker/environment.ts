@@ -65,6 +65,8 @@ export interface EnvironmentOptions {
   /** Where the environment's log lines go (stored in batches, off the invoke path). */
   readonly logs: LogSink;
   readonly initTimeoutMs?: number;
+  /** The sandbox's pids.max (default Lambda's 1,024; sized by the server so that all environments fit the host). */
+  readonly pids?: number;
   readonly shutdownGraceMs?: number;
   /** The post-init code cache of this version (Node runtimes). */
   readonly codeCache?: CodeCacheHandle;
@@ -171,10 +173,10 @@ export class Environment implements EnvironmentPort {
     });
   }
 
-  private static limitsFor(memoryMb: number, ephemeralMb: number): SandboxLimits {
+  private limitsFor(memoryMb: number, ephemeralMb: number): SandboxLimits {
     return {
       memoryBytes: memoryMb * 1024 * 1024,
-      pids: 1024,
+      pids: this.o.pids ?? 1024,
       // Lambda gives one full vCPU at 1769 MB, proportionally less or more.
       cpuShares: Math.max(2, Math.round((memoryMb / 1769) * 1024)),
       tmpBytes: ephemeralMb * 1024 * 1024,
@@ -207,7 +209,7 @@ export class Environment implements EnvironmentPort {
       mounts,
       argv: wrapper === undefined ? argv : [wrapper, ...argv],
       env,
-      limits: Environment.limitsFor(c.memoryMb, c.ephemeralMb),
+      limits: this.limitsFor(c.memoryMb, c.ephemeralMb),
       tcp: o.runtime.tcpRuntimeApi || wrapper !== undefined,
     });
     await this.awaitInit(initDone);
@@ -241,7 +243,7 @@ export class Environment implements EnvironmentPort {
       ],
       argv: [],
       env: {},
-      limits: Environment.limitsFor(limits.memoryMb, limits.ephemeralMb),
+      limits: this.limitsFor(limits.memoryMb, limits.ephemeralMb),
       tcp: false,
       deferred: true,
     });
@@ -263,7 +265,7 @@ export class Environment implements EnvironmentPort {
     const initDone = this.initPromise();
     const c = version.config;
     try {
-      await Promise.all([mount(), sandbox.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb))]);
+      await Promise.all([mount(), sandbox.updateLimits?.(this.limitsFor(c.memoryMb, c.ephemeralMb))]);
       await sandbox.launch(argv, this.functionEnv(version));
     } catch (e) {
       this.failInit(new InitFailure('Runtime.Unknown', `Failed to start the execution environment: ${(e as Error).message}`));
@@ -294,7 +296,7 @@ export class Environment implements EnvironmentPort {
       mounts,
       argv: [...o.runtime.argv(unix ? RUNTIME_API_SOCKET : undefined), '--stem'],
       env,
-      limits: Environment.limitsFor(limits.memoryMb, limits.ephemeralMb),
+      limits: this.limitsFor(limits.memoryMb, limits.ephemeralMb),
       tcp: false,
     });
     const exited = this.exitedPromise?.then(() => { throw new Error('stem cell exited before it was ready'); });
@@ -314,7 +316,7 @@ export class Environment implements EnvironmentPort {
     const initDone = this.initPromise();
     const c = version.config;
     try {
-      await Promise.all([mountCode(), this.sandbox?.updateLimits?.(Environment.limitsFor(c.memoryMb, c.ephemeralMb))]);
+      await Promise.all([mountCode(), this.sandbox?.updateLimits?.(this.limitsFor(c.memoryMb, c.ephemeralMb))]);
     } catch (e) {
       this.failInit(new InitFailure('Runtime.Unknown', `Failed to specialise the execution environment: ${(e as Error).message}`));
     }

@@ -35,6 +35,8 @@ export interface PoolOptions {
   readonly maxEnvironments: number;
   readonly maxMemoryBytes: number;
   readonly initTimeoutMs?: number;
+  /** pids.max of each environment (see environmentPids). */
+  readonly pidsPerEnvironment?: number;
   /** Post-init code caches; none when absent. */
   readonly codeCaches?: CodeCacheStore;
   /** Host directory to mount at /opt for a version with layers (merged in order). */
@@ -352,6 +354,7 @@ export class Pool {
       logger: this.o.logger,
       logs: logs ?? this.o.logs,
       ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
+      ...(this.o.pidsPerEnvironment === undefined ? {} : { pids: this.o.pidsPerEnvironment }),
       ...rest,
     });
     return env;

@@ -105,4 +105,26 @@ describe('asynchronous chains stop like Lambda\'s recursive loop detection; reco
     assert.deepEqual(b.keys, ['requestContext', 'responseContext', 'timestamp', 'version']);
     assert.ok(b.size <= 256 * 1024);
   });
+
+  test('a response nested deeper than JSON can be written back is left out of the record, which is delivered', async () => {
+    // The response parses (JSON.parse is iterative) but JSON.stringify would overflow its stack: the record must
+    // still reach the destination, without that payload, instead of failing the event and re-running it forever.
+    await createFunction(s.client, 'deep', `const http = require('node:http');
+    exports.handler = async (event, context) => {
+      const body = '{"deep":' + '['.repeat(200000) + ']'.repeat(200000) + '}';
+      await new Promise((done) => {
+        const r = http.request({ socketPath: '/var/run/thaw/runtime-api.sock', method: 'POST',
+          path: '/2018-06-01/runtime/invocation/' + context.awsRequestId + '/response' }, (x) => { x.resume(); x.on('end', done); });
+        r.end(body);
+      });
+      return 'answered already';
+    };`);
+    await s.client.send(new PutFunctionEventInvokeConfigCommand({
+      FunctionName: 'deep', MaximumRetryAttempts: 0, DestinationConfig: { OnSuccess: { Destination: fnArn('sizes') } },
+    }));
+    const id = await invokeEvent(s.client, 'deep', { shallow: true });
+    type Size = { size: number; keys: string[]; id: string };
+    const r = await waitFor(`the record of ${id}`, 60_000, async () => (await recorded<Size>(s.url, 'sizes', 'SIZE')).find((x) => x.id === id));
+    assert.deepEqual(r.keys, ['requestContext', 'requestPayload', 'responseContext', 'timestamp', 'version']);
+  });
 });

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
-import { accountPidsMax, detectCgroups } from '../../src/sandbox/cgroups.js';
+import { LAMBDA_PIDS, accountPidsMax, detectCgroups, environmentPids } from '../../src/sandbox/cgroups.js';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { NamespacesDriver } from '../../src/sandbox/namespaces.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -113,5 +113,19 @@ describe('idle environments, pids and zombies', () => {
       await sb.destroy();
     }
     assert.deepEqual(readdirSync('/proc').filter((p) => /^\d+$/.test(p) && cgroupProcs(sb.id).includes(Number(p))), []);
+  });
+
+  test('every environment\'s pids.max fits the account\'s share of the host: the sum never exceeds it', () => {
+    for (const account of [accountPidsMax(), 16_384, 2_097_152]) {
+      for (const envs of [16, 64, 256, 1024]) {
+        const each = environmentPids(envs, 16, account);
+        assert.ok(each >= 64 && each <= LAMBDA_PIDS, `${each} pids each for ${envs} environments`);
+        if (each > 64) assert.ok(each * (envs + 16) + LAMBDA_PIDS <= account, `${envs} × ${each} over ${account}`);
+      }
+    }
+    // Lambda's 1,024 wherever the host can hold it for every environment; an equal share where it cannot
+    // (pid_max 32,768: the account's 16,384 over 64 environments, stem cells and a build).
+    assert.equal(environmentPids(64, 16, 2_097_152), LAMBDA_PIDS);
+    assert.equal(environmentPids(64, 16, 16_384), 192);
   });
 });

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { DEFAULT_UID_BASE, IdentityPool } from '../../src/sandbox/identity.js';
@@ -70,7 +73,7 @@ describe('sandbox identities', () => {
     assert.throws(() => new IdentityPool({ base: 0, count: 10 }), /invalid/);
   });
 
-  test('leases are shared through files: a live owner keeps its id, a dead owner\'s lease is taken over', () => {
+  test('leases are shared through files: a live owner keeps its id, a dead owner\'s lease is taken over once no process of its uid runs', async () => {
     const dir = makeDir('thaw-idn-leases-');
     try {
       const base = DEFAULT_UID_BASE + 60000;
@@ -87,6 +90,20 @@ describe('sandbox identities', () => {
       assert.equal(new IdentityPool({ base: base + 10, count: 1, leaseDir: dir }).acquire().uid, base + 10);
       writeFileSync(`${dir}/${base + 11}`, String(process.ppid));
       assert.throws(() => new IdentityPool({ base: base + 11, count: 1, leaseDir: dir }).acquire(), /in use/);
+      // The owner is gone but a process of its uid still runs (an environment a killed server left frozen):
+      // the id stays taken until that process is gone too.
+      const leftover = spawn('setpriv', [`--reuid=${base + 12}`, `--regid=${base + 12}`, '--clear-groups', 'sleep', '30'], { stdio: 'ignore' });
+      const exited = once(leftover, 'exit');
+      try {
+        const pid = leftover.pid ?? 0;
+        for (let i = 0; i < 100 && statSync(`/proc/${pid}`).uid !== base + 12; i++) await sleep(20);
+        writeFileSync(`${dir}/${base + 12}`, String(Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1));
+        assert.throws(() => new IdentityPool({ base: base + 12, count: 1, leaseDir: dir }).acquire(), /in use/);
+      } finally {
+        leftover.kill('SIGKILL');
+        await exited;
+      }
+      assert.equal(new IdentityPool({ base: base + 12, count: 1, leaseDir: dir }).acquire().uid, base + 12);
     } finally {
       removeDir(dir);
     }
