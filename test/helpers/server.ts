@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { EphemeralStorage } from '../../src/sandbox/ephemeral.js';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +70,9 @@ export async function startServer(opts: { dataDir?: string; port?: number; args?
       client.destroy();
       if (proc.exitCode === null) proc.kill('SIGKILL');
       await exited;
+      // What the killed server left mounted (its spare /tmp filesystems) goes, as the next start on this data
+      // directory would do: tests that never start one again must not leave loop devices behind.
+      if (existsSync(join(dataDir, 'ephemeral'))) await (await EphemeralStorage.open({ dir: join(dataDir, 'ephemeral'), reserveBytes: 0 }))?.close();
     },
   };
 }
