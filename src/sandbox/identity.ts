@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ThawError } from '../util/errors.js';
+import { alive } from '../util/alive.js';
 
 /**
  * Host uids and gids for sandboxes: every environment runs as its own uid (gid = uid) taken from a reserved range
@@ -61,14 +62,6 @@ function uidRuns(uid: number): boolean {
   return false;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class IdentityPool {
   readonly base: number;

@@ -8,17 +8,10 @@ import type { VersionRecord } from '../control/model.js';
 import type { Environment } from './environment.js';
 import type { RuntimeDef } from './runtimes.js';
 import { Mounter } from './mounter.js';
+import { alive } from '../util/alive.js';
 
 const run = promisify(execFile);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const REFILL_DELAY_MS = 50;
 
