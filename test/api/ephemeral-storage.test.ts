@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateFunctionCommand, DeleteFunctionCommand, InvokeCommand, type InvokeCommandOutput } from '@aws-sdk/client-lambda';
-import { EphemeralStorage } from '../../src/sandbox/ephemeral.js';
-import { silentLogger } from '../../src/util/log.js';
 import { ROLE, decode, signedHeaders, startServer, zipFiles, type RunningServer } from '../helpers/server.js';
 import { gone, loopsUnder, mountsUnder } from '../sandbox/ephemeral-helpers.js';
 
@@ -141,7 +140,10 @@ test('a killed server\'s /tmp filesystems are freed, and its leftovers removed a
     await create(s1, 'eph-killed', 128);
     const { body } = await invoke(s1, 'eph-killed', { op: 'peek' });
     assert.equal(loopsOf(dir, body.env).length, 1);
-    await s1.kill();
+    // kill -9 by hand: the helper's kill() would also clean up what this test looks for.
+    const exited = once(s1.proc, 'exit');
+    s1.proc.kill('SIGKILL');
+    await exited;
     // The sandbox dies with the server; the kernel frees its filesystem with the sandbox's mount namespace.
     await gone('loop device of the killed server\'s environment', () => loopsOf(dir, body.env));
     // What a killed server leaves: its spare filesystems, made and mounted, not yet handed to any sandbox.
@@ -154,8 +156,7 @@ test('a killed server\'s /tmp filesystems are freed, and its leftovers removed a
     const after = (await invoke(s2, 'eph-killed', { op: 'peek' })).body;
     assert.deepEqual(after.seen, [], 'the restarted server\'s environment starts with an empty /tmp');
   } finally {
-    await s1.kill();
     if (s2 !== undefined) await s2.stop();
-    else await (await EphemeralStorage.open({ dir, logger: silentLogger }))?.close();
+    await s1.kill();
   }
 });
