@@ -71,6 +71,8 @@ export interface ThawOptions {
   readonly stemCells?: boolean;
   /** Produce and use post-init code caches for Node functions. Default true. */
   readonly codeCache?: boolean;
+  /** Freeze environments while they wait for their next event (default true). */
+  readonly freezeIdle?: boolean;
   /** The account's concurrency limit (invocations in flight). Default: sized to the machine, at most the environment cap. */
   readonly accountConcurrency?: number;
   /** How long an invocation waits for room on a full worker before it is throttled. Default 10 s. */
@@ -237,6 +239,7 @@ export async function startThaw(o: ThawOptions): Promise<Thaw> {
     ...(o.capacityWaitMs === undefined ? {} : { capacityWaitMs: o.capacityWaitMs }),
     ...(o.initTimeoutMs === undefined ? {} : { initTimeoutMs: o.initTimeoutMs }),
     pidsPerEnvironment: environmentPids(maxEnvironments),
+    ...(o.freezeIdle === false ? { freezeIdleAfterMs: -1 } : {}),
     ...(codeCaches === undefined ? {} : { codeCaches }),
     snapshots: (v) => snapstart.restorable(v),
   });

@@ -16,6 +16,7 @@ export function registerServe(program: Command): void {
     .option('--account-concurrency <n>', 'account concurrency limit: invocations in flight at once (default: sized to CPUs and memory)', intOption(1, 100000))
     .option('--no-stem-cells', 'do not keep pre-started runtimes ready (every cold start boots a runtime)')
     .option('--no-code-cache', 'do not produce or use post-init code caches')
+    .option('--no-freeze', 'leave idle environments running instead of freezing them between invocations (their background work keeps its CPU)')
     .option('--async-retry-base <ms>', 'wait before the first retry of a failed event invocation, doubled for the second (default 60000, as Lambda)', intOption(1, 3_600_000))
     .option('--store-origin <dir|s3://bucket/prefix>', 'where chunks are kept (default: DIR/store)')
     .option('--store-endpoint <url>', 'S3-compatible endpoint for an s3:// store origin')
@@ -25,7 +26,7 @@ export function registerServe(program: Command): void {
     .option('--log-level <level>', 'server log level (fatal, error, warn, info, debug)', 'info')
     .option('--log-rate <MiB/s>', "one function's log rate; output beyond it (after an 8 MiB burst) is dropped with a marker (default 2)", intOption(1, 1024))
     .option('--log-retention <MiB>', "log lines kept per function, oldest dropped first (default 16; all functions: 128 or 8 functions' worth)", intOption(1, 1_000_000))
-    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number; ephemeralDir?: string; codeStorage?: number }) => {
+    .action(async (o: { port: number; data: string; host: string; driver?: string; keepAlive?: number; keepAlivePolicy: string; maxEnvironments?: number; sandboxUidBase?: number; accountConcurrency?: number; stemCells: boolean; codeCache: boolean; freeze: boolean; logLevel: string; asyncRetryBase?: number; storeOrigin?: string; storeEndpoint?: string; requestTimeout?: number; logRate?: number; logRetention?: number; ephemeralDir?: string; codeStorage?: number }) => {
       if (o.driver !== undefined && o.driver !== 'namespaces' && o.driver !== 'process') {
         throw new InvalidArgumentError(`unknown driver ${o.driver}: use namespaces or process`);
       }
@@ -48,6 +49,7 @@ export function registerServe(program: Command): void {
         ...(o.accountConcurrency === undefined ? {} : { accountConcurrency: o.accountConcurrency }),
         stemCells: o.stemCells,
         codeCache: o.codeCache,
+        freezeIdle: o.freeze,
         ...(o.asyncRetryBase === undefined ? {} : { asyncRetryBaseMs: o.asyncRetryBase }),
         ...(o.storeOrigin === undefined ? {} : { storeOrigin: o.storeOrigin }),
         ...(o.ephemeralDir === undefined ? {} : { ephemeralDir: o.ephemeralDir }),

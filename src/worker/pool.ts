@@ -37,6 +37,8 @@ export interface PoolOptions {
   readonly initTimeoutMs?: number;
   /** pids.max of each environment (see environmentPids). */
   readonly pidsPerEnvironment?: number;
+  /** Freeze an idle environment this long after it asks for its next event (default 50 ms; negative: never). */
+  readonly freezeIdleAfterMs?: number;
   /** Post-init code caches; none when absent. */
   readonly codeCaches?: CodeCacheStore;
   /** Host directory to mount at /opt for a version with layers (merged in order). */
@@ -355,6 +357,7 @@ export class Pool {
       logs: logs ?? this.o.logs,
       ...(this.o.initTimeoutMs === undefined ? {} : { initTimeoutMs: this.o.initTimeoutMs }),
       ...(this.o.pidsPerEnvironment === undefined ? {} : { pids: this.o.pidsPerEnvironment }),
+      ...(this.o.freezeIdleAfterMs === undefined ? {} : { freezeIdleAfterMs: this.o.freezeIdleAfterMs }),
       ...rest,
     });
     return env;
