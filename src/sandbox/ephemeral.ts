@@ -161,12 +161,15 @@ export class EphemeralStorage {
     return this.spares.length;
   }
 
-  /** Release the spares; no more are made. */
+  /**
+   * Release the spares; no more are made. Filesystems still in the host's tree (a sandbox start the server's
+   * shutdown cut short) are detached too: a sandbox that has one bound keeps it until it ends.
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.refillTimer);
     await this.refilling;
-    await Promise.all(this.spares.splice(0).map((d) => d.release()));
+    await Promise.all([...this.spares.splice(0).map((d) => d.release()), ...[...this.live].map((d) => d.detach())]);
   }
 
   /**
