@@ -267,28 +267,29 @@ export class CgroupManager {
    */
   async sweep(olderThanMs = 10 * 60 * 1000, only: (id: string) => boolean = () => true): Promise<number> {
     let removed = 0;
-    for (const parent of this.parents) {
-      let names: string[];
+    for (const { name, dir } of await this.environmentDirs()) {
+      if (!only(name)) continue;
       try {
-        names = await readdir(parent);
+        const st = await stat(dir);
+        if (!st.isDirectory() || Date.now() - st.mtimeMs < olderThanMs) continue;
+        if ((await readFile(join(dir, 'cgroup.procs'), 'utf8')).trim() !== '') continue;
+        await rmdir(dir);
+        removed++;
       } catch {
-        continue;
-      }
-      for (const name of names) {
-        if (!/^[a-z0-9][a-z0-9-]*$/.test(name) || !only(name)) continue;
-        const dir = join(parent, name);
-        try {
-          const st = await stat(dir);
-          if (!st.isDirectory() || Date.now() - st.mtimeMs < olderThanMs) continue;
-          if ((await readFile(join(dir, 'cgroup.procs'), 'utf8')).trim() !== '') continue;
-          await rmdir(dir);
-          removed++;
-        } catch {
-          // In use, already gone, or not a cgroup: leave it.
-        }
+        // In use, already gone, or not a cgroup: leave it.
       }
     }
     return removed;
+  }
+
+  /** Every environment cgroup directory below the parents (one per controller on cgroup v1). */
+  private async environmentDirs(): Promise<{ name: string; dir: string }[]> {
+    const out: { name: string; dir: string }[] = [];
+    for (const parent of this.parents) {
+      const names = await readdir(parent).catch(() => [] as string[]);
+      for (const name of names) if (/^[a-z0-9][a-z0-9-]*$/.test(name)) out.push({ name, dir: join(parent, name) });
+    }
+    return out;
   }
 
   /**
@@ -301,36 +302,26 @@ export class CgroupManager {
     let n = 0;
     // As pid 1 (a container's init) this process is itself the parent that orphans get: no way to tell.
     if (process.pid === 1) return 0;
-    for (const parent of this.parents) {
-      let names: string[];
+    for (const { dir } of await this.environmentDirs()) {
+      const frozen = this.version === 1 ? !['THAWED', ''].includes(readOr(join(dir, 'freezer.state'), '')) : readOr(join(dir, 'cgroup.freeze'), '0') === '1';
+      if (!frozen) continue;
+      const pids = readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((l) => l !== '').map(Number);
+      const inside = new Set(pids);
+      const owners = pids.map(parentPid).filter((pp) => pp !== undefined && !inside.has(pp) && pp > 1);
+      if (pids.length > 0 && owners.length > 0) continue;
       try {
-        names = await readdir(parent);
+        writeFileSync(join(dir, this.version === 1 ? 'freezer.state' : 'cgroup.freeze'), this.version === 1 ? 'THAWED' : '0');
       } catch {
         continue;
       }
-      for (const name of names) {
-        if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) continue;
-        const dir = join(parent, name);
-        const frozen = this.version === 1 ? readOr(join(dir, 'freezer.state'), '') !== 'THAWED' && readOr(join(dir, 'freezer.state'), '') !== '' : readOr(join(dir, 'cgroup.freeze'), '0') === '1';
-        if (!frozen) continue;
-        const pids = readOr(join(dir, 'cgroup.procs'), '').split('\n').filter((l) => l !== '').map(Number);
-        const inside = new Set(pids);
-        const owners = pids.map(parentPid).filter((pp) => pp !== undefined && !inside.has(pp) && pp > 1);
-        if (pids.length > 0 && owners.length > 0) continue;
+      for (const pid of pids) {
         try {
-          writeFileSync(join(dir, this.version === 1 ? 'freezer.state' : 'cgroup.freeze'), this.version === 1 ? 'THAWED' : '0');
+          process.kill(pid, 'SIGKILL');
         } catch {
-          continue;
+          // Gone.
         }
-        for (const pid of pids) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // Gone.
-          }
-        }
-        n++;
       }
+      n++;
     }
     return n;
   }
