@@ -4,13 +4,12 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { EphemeralStorage } from '../../src/sandbox/ephemeral.js';
 import { NamespacesDriver } from '../../src/sandbox/namespaces.js';
 import { isThawError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { gone, loopsUnder, mountsUnder } from './ephemeral-helpers.js';
-import { LIMITS, MiB, PATH, makeDir, newId, removeDir, run, start } from './helpers.js';
+import { LIMITS, MiB, makeDir, newId, removeDir, run, shellSpec, start } from './helpers.js';
 
 /** /tmp as EphemeralStorage: a disk-backed filesystem per environment, apart from the memory limit. */
 const usable = process.getuid?.() === 0 && existsSync('/usr/bin/bwrap');
@@ -35,15 +34,7 @@ describe('ephemeral storage (/tmp) of the namespaces driver', () => {
   let code: string;
   let storage: EphemeralStorage;
   let driver: NamespacesDriver;
-  const spec = (script: string, over: Partial<SandboxSpec> = {}): SandboxSpec => ({
-    id: newId('eph'),
-    mounts: [{ host: code, sandbox: '/var/task' }],
-    argv: ['/bin/sh', '-c', script],
-    env: { PATH },
-    cwd: '/var/task',
-    limits: LIMITS,
-    ...over,
-  });
+  const spec = shellSpec('eph', () => code);
 
   before(async () => {
     if (!usable) return;

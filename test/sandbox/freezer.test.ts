@@ -4,18 +4,15 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { LAMBDA_PIDS, accountPidsMax, detectCgroups, environmentPids } from '../../src/sandbox/cgroups.js';
-import type { SandboxSpec } from '../../src/sandbox/driver.js';
 import { NamespacesDriver } from '../../src/sandbox/namespaces.js';
 import { silentLogger } from '../../src/util/log.js';
-import { LIMITS, PATH, newId, run, start, within } from './helpers.js';
+import { LIMITS, run, shellSpec, start, within } from './helpers.js';
 
 const cgroups = process.getuid?.() === 0 ? await detectCgroups({ logger: silentLogger }) : null;
 const skip = process.getuid?.() !== 0 || !existsSync('/usr/bin/bwrap') || cgroups === null ? 'needs root, /usr/bin/bwrap and writable cgroups' : false;
 const T = { timeout: 180_000, skip };
 
-const spec = (script: string, over: Partial<SandboxSpec> = {}): SandboxSpec => ({
-  id: newId('frz'), mounts: [], argv: ['/bin/sh', '-c', script], env: { PATH }, cwd: '/', limits: LIMITS, ...over,
-});
+const spec = shellSpec('frz');
 
 /** Host pids of the processes of a sandbox's cgroup, by the cgroup directory named after its id. */
 function cgroupProcs(id: string): number[] {

@@ -34,6 +34,25 @@ export function removeDir(dir: string): void {
 }
 
 /** Accumulates everything a stream produces, and lets a test wait for some text to appear. */
+/**
+ * A spec builder for shell scripts: `/bin/sh -c script` with the test's PATH and LIMITS, in /var/task bound from
+ * `code()` (read at each call: suites make it in before()), or in / when there is no code.
+ */
+export function shellSpec(prefix: string, code: () => string | undefined = () => undefined): (script: string, over?: Partial<SandboxSpec>) => SandboxSpec {
+  return (script, over = {}) => {
+    const dir = code();
+    return {
+      id: newId(prefix),
+      mounts: dir === undefined ? [] : [{ host: dir, sandbox: '/var/task' }],
+      argv: ['/bin/sh', '-c', script],
+      env: { PATH },
+      cwd: dir === undefined ? '/' : '/var/task',
+      limits: LIMITS,
+      ...over,
+    };
+  };
+}
+
 export class Collector {
   text = '';
   readonly ended: Promise<void>;

@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { detectCgroups } from '../../src/sandbox/cgroups.js';
-import { RUNTIME_API_SOCKET, type SandboxSpec } from '../../src/sandbox/driver.js';
+import { RUNTIME_API_SOCKET } from '../../src/sandbox/driver.js';
 import { DEFAULT_UID_BASE } from '../../src/sandbox/identity.js';
 import { NamespacesDriver, RUNTIME_API_TCP_ADDRESS, decodeWaitStatus } from '../../src/sandbox/namespaces.js';
 import { probeNamespaces, selectDriver } from '../../src/sandbox/select.js';
 import { isThawError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { runConformance } from './conformance.js';
-import { LIMITS, MiB, PATH, makeDir, newId, removeDir, run, runtimeApiServer, start, within } from './helpers.js';
+import { LIMITS, MiB, PATH, makeDir, removeDir, run, runtimeApiServer, shellSpec, start, within } from './helpers.js';
 
 const BWRAP = '/usr/bin/bwrap';
 const missing = existsSync(BWRAP) ? undefined : `${BWRAP} is not installed`;
@@ -34,15 +34,7 @@ describe('namespaces driver isolation', () => {
   let code: string;
   let other: string;
   let secrets: string;
-  const spec = (script: string, over: Partial<SandboxSpec> = {}): SandboxSpec => ({
-    id: newId('ns'),
-    mounts: [{ host: code, sandbox: '/var/task' }],
-    argv: ['/bin/sh', '-c', script],
-    env: { PATH },
-    cwd: '/var/task',
-    limits: LIMITS,
-    ...over,
-  });
+  const spec = shellSpec('ns', () => code);
 
   before(() => {
     code = makeDir('thaw-ns-code-', { 'index.js': 'code\n' });
