@@ -12,22 +12,12 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { Sha256 } from '../../src/cli/sha256.js';
 import { CREDS, ROLE, startServer, zipFiles, type RunningServer } from '../helpers/server.js';
 import { parseResponse, type RawResponse } from '../helpers/raw-http.js';
+import { prng } from '../../bench/keepalive-sim.js';
 
 const SEED = Number(process.env.THAW_FUZZ_SEED ?? 0x7ea5e1);
 const REQUESTS = 3000;
 const PARALLEL = 8;
 
-/** mulberry32: small, fast, good enough to pick cases, and the same sequence for the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   method: string;
